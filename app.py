@@ -1,0 +1,130 @@
+"""The Flask webhook service: verify, parse, dedupe, hand off, answer 200. `gunicorn 'app:create_app()'`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from brain import Brain
+from config import Settings, build_settings, load_settings
+from events import BadEvent, parse_event
+from receptionist import Receptionist
+from telnyx_client import CallControl, TelnyxClient
+from webhook_auth import SignatureError, WebhookVerifier, load_public_key
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    config: Settings | Mapping[str, Any] | None = None,
+    *,
+    telnyx: CallControl | None = None,
+    brain: Brain | None = None,
+    receptionist: Receptionist | None = None,
+) -> Flask:
+    """Build the service; anything left None gets the production implementation."""
+    settings = _settings(config)
+    configure_logging(settings.get("logging.level"))
+    verifier = _verifier(settings)
+    receptionist = receptionist or Receptionist(settings, telnyx or _telnyx(settings), brain or _brain(settings))
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.get("webhook.max_body_bytes")
+    app.extensions["receptionist"] = receptionist
+
+    @app.post("/webhooks/telnyx")
+    def telnyx_webhook():
+        raw = request.get_data(cache=False)
+        if verifier is not None:
+            try:
+                verifier.verify(raw, request.headers)
+            except SignatureError as exc:
+                log.warning("webhook rejected: %s", exc)
+                return json_error(401, "invalid signature")
+        try:
+            event = parse_event(raw, received_at=time.time())
+        except BadEvent as exc:
+            return json_error(400, str(exc))
+        if not event.event_id:
+            event = _with_body_hash(event, raw)
+        accepted = receptionist.accept(event)
+        return jsonify(status="accepted" if accepted else "duplicate")
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", **receptionist.stats())
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return json_error(exc.code or 500, exc.description or exc.name)
+
+    return app
+
+
+def json_error(status: int, message: str):
+    """The one shape every error response takes."""
+    return jsonify(error=message, status=status), status
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stdout; installed once even when the factory runs again (tests)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
+    if not any(getattr(handler, "_receptionist", False) for handler in root.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler._receptionist = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+
+
+def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(config, Settings):
+        return config
+    if config is None:
+        return load_settings()
+    return build_settings(config, os.environ)
+
+
+def _verifier(settings: Settings) -> WebhookVerifier | None:
+    if not settings.get("webhook.verify_signatures"):
+        log.warning(
+            "WEBHOOK SIGNATURE VERIFICATION IS OFF (webhook.verify_signatures: false). "
+            "Anyone who can reach this URL can drive calls. Use this only for local development."
+        )
+        return None
+    key = load_public_key(settings.secrets.telnyx_public_key)
+    return WebhookVerifier(key, settings.get("webhook.timestamp_tolerance_s"))
+
+
+def _telnyx(settings: Settings) -> TelnyxClient:
+    if not settings.secrets.telnyx_api_key:
+        log.warning("TELNYX_API_KEY is not set: every Call Control command will be refused by Telnyx")
+    return TelnyxClient(
+        settings.secrets.telnyx_api_key,
+        settings.secrets.telnyx_base_url,
+        connect_timeout=settings.get("telnyx.connect_timeout_s"),
+        read_timeout=settings.get("telnyx.read_timeout_s"),
+        max_attempts=settings.get("telnyx.max_attempts"),
+        max_backoff=settings.get("telnyx.max_backoff_s"),
+        pool_size=settings.get("calls.workers"),
+    )
+
+
+def _brain(settings: Settings) -> Brain:
+    from brains import build_brain  # the brains module pulls in openai only when it is needed
+
+    return build_brain(settings)
+
+
+def _with_body_hash(event, raw: bytes):
+    """Events without data.id are deduplicated by the hash of their exact bytes."""
+    return replace(event, event_id="sha256:" + hashlib.sha256(raw).hexdigest())

@@ -1,0 +1,87 @@
+"""Per-call state in memory: live calls, recently ended calls, and webhook ids already seen."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from dialog import CallState
+
+
+class SeenEvents:
+    """Remembers webhook ids for a while, so a redelivery is recognised and dropped."""
+
+    def __init__(self, ttl_s: float = 900, max_entries: int = 200_000, clock: Callable[[], float] = time.monotonic):
+        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_time(self, event_id: str) -> bool:
+        """True exactly once per id, even when duplicates arrive concurrently."""
+        now = self.clock()
+        with self._lock:
+            self._forget_old(now)
+            if event_id in self._seen:
+                return False
+            self._seen[event_id] = now
+            return True
+
+    def _forget_old(self, now: float) -> None:
+        while self._seen:
+            oldest_id, seen_at = next(iter(self._seen.items()))
+            if now - seen_at < self.ttl_s and len(self._seen) < self.max_entries:
+                return
+            del self._seen[oldest_id]
+
+
+class CallRegistry:
+    """Live calls keyed by call_control_id, plus tombstones so late events for an ended call are ignored."""
+
+    def __init__(self, max_call_age_s: float = 7200, clock: Callable[[], float] = time.time):
+        self.max_call_age_s, self.clock = max_call_age_s, clock
+        self._live: dict[str, CallState] = {}
+        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, call_control_id: str) -> CallState | None:
+        with self._lock:
+            return self._live.get(call_control_id)
+
+    def open(self, call_control_id: str) -> CallState | None:
+        """The call's state, created on first sight; None when the call has already ended."""
+        with self._lock:
+            if call_control_id in self._ended:
+                return None
+            state = self._live.get(call_control_id)
+            if state is None:
+                state = CallState(call_control_id, started_at=self.clock())
+                self._live[call_control_id] = state
+            return state
+
+    def close(self, call_control_id: str) -> None:
+        """Forget a finished call; remember for a while that it ended."""
+        with self._lock:
+            self._live.pop(call_control_id, None)
+            self._ended[call_control_id] = self.clock()
+            self._forget_old_tombstones()
+
+    def has_ended(self, call_control_id: str) -> bool:
+        with self._lock:
+            return call_control_id in self._ended
+
+    def expired(self) -> list[str]:
+        """Calls older than the limit, whose hangup presumably never arrived."""
+        cutoff = self.clock() - self.max_call_age_s
+        with self._lock:
+            return [cid for cid, state in self._live.items() if state.started_at < cutoff]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    def _forget_old_tombstones(self) -> None:
+        cutoff = self.clock() - self.max_call_age_s
+        while self._ended and (next(iter(self._ended.values())) < cutoff or len(self._ended) > 100_000):
+            self._ended.popitem(last=False)

@@ -1,0 +1,490 @@
+"""The conversation's decisions: from (call state, event) to a list of commands. No I/O happens here.
+
+Every handler is a small function found by event type in HANDLERS. Handlers mutate the call's own
+state (owned by one worker at a time) and return plain-data commands that `receptionist.py` carries out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from brain import BrainReply, Turn
+from config import Settings
+
+# ---------------------------------------------------------------- commands (what to do)
+
+
+@dataclass(frozen=True)
+class Answer:
+    pass
+
+
+@dataclass(frozen=True)
+class Speak:
+    text: str
+
+
+@dataclass(frozen=True)
+class StartTranscription:
+    pass
+
+
+@dataclass(frozen=True)
+class StopTranscription:
+    pass
+
+
+@dataclass(frozen=True)
+class StopPlayback:
+    pass
+
+
+@dataclass(frozen=True)
+class Transfer:
+    to: str
+    destination: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+@dataclass(frozen=True)
+class AskBrain:
+    utterance: str
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    name: str
+    delay_s: float
+    token: int
+
+
+@dataclass(frozen=True)
+class FinishCall:
+    """The call is over: write its log line and forget it."""
+
+
+Command = Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
+Command = Command | AskBrain | StartTimer | FinishCall
+
+# ---------------------------------------------------------------- internal events (besides webhooks)
+
+
+@dataclass(frozen=True)
+class BrainReplied:
+    reply: BrainReply
+    event_type: str = "brain.replied"
+
+
+@dataclass(frozen=True)
+class BrainFailed:
+    reason: str
+    event_type: str = "brain.failed"
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    name: str
+    token: int
+    event_type: str = "timer.fired"
+
+
+@dataclass(frozen=True)
+class SpeakFailed:
+    """A speak command was refused; treated as if its speech had ended, so the call never stalls."""
+
+    event_type: str = "speak.failed"
+
+
+@dataclass(frozen=True)
+class TransferFailed:
+    reason: str
+    event_type: str = "transfer.failed"
+
+
+@dataclass(frozen=True)
+class CallExpired:
+    """No hangup arrived within calls.max_call_age_s; the call is written off."""
+
+    event_type: str = "call.expired"
+
+
+# ---------------------------------------------------------------- state
+
+
+class Phase(Enum):
+    RINGING = "ringing"
+    CONVERSING = "conversing"
+    TRANSFERRING = "transferring"
+    BRIDGED = "bridged"
+    TAKING_MESSAGE = "taking_message"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+LISTENING = (Phase.CONVERSING, Phase.TAKING_MESSAGE)
+CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
+
+
+@dataclass
+class TurnRecord:
+    """One caller turn as the call log shows it."""
+
+    transcript: str
+    asr_confidence: float | None
+    received_at: float
+    brain_confidence: float | None = None
+    action: str | None = None
+    reply: str | None = None
+    responded_at: float | None = None
+
+
+@dataclass
+class CallState:
+    call_control_id: str
+    caller: str = ""
+    started_at: float = 0.0
+    phase: Phase = Phase.RINGING
+    ai: bool = True
+    speaking: int = 0
+    after_speech: Command | None = None
+    low_confidence_streak: int = 0
+    silence_token: int = 0
+    speech_token: int = 0
+    stale_speech_ends: int = 0
+    silence_reprompted: bool = False
+    transfer_attempted: bool = False
+    transfer_destination: str | None = None
+    outcome: str = "caller_hung_up"
+    escalation_reason: str | None = None
+    history: list[Turn] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    last_event_at: float = 0.0
+
+
+# ---------------------------------------------------------------- policy (from config)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The config values the dialog decides with."""
+
+    lines: dict[str, str]
+    min_asr_confidence: float
+    min_confidence: float
+    max_low_confidence_turns: int
+    silence_timeout_s: float
+    max_turns: int
+    destinations: dict[str, str]
+    default_destination: str | None
+    ai_enabled: bool
+    canary_percent: float
+    speech_guard_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            lines=dict(settings.get("assistant")),
+            min_asr_confidence=float(settings.get("dialog.min_asr_confidence")),
+            min_confidence=float(settings.get("dialog.min_confidence")),
+            max_low_confidence_turns=settings.get("dialog.max_low_confidence_turns"),
+            silence_timeout_s=float(settings.get("dialog.silence_timeout_s")),
+            max_turns=settings.get("dialog.max_turns"),
+            destinations=settings.destinations,
+            default_destination=settings.get("transfer.default_destination"),
+            ai_enabled=settings.get("ai.enabled"),
+            canary_percent=float(settings.get("ai.canary_percent")),
+        )
+
+
+def in_canary(caller: str, percent: float) -> bool:
+    """A stable bucket per caller number, so one caller always gets the same experience."""
+    bucket = int.from_bytes(hashlib.sha256(caller.encode()).digest()[:4], "big") % 10_000
+    return bucket < percent * 100
+
+
+_PERSON = (
+    r"(a |an |the |some |real |live )*"
+    r"(human|person|people|someone|somebody|operator|receptionist|representative|agent|staff|front desk)"
+)
+_ASKS_FOR_PERSON = re.compile(
+    rf"\b((speak|talk|connect|transfer|put|get)\b.{{0,30}}\b(to|with|through to)\s+{_PERSON}\b"
+    rf"|^\s*{_PERSON}( please)?\s*$|\b(real|live) (person|human)\b|\boperator\b|\brepresentative\b)",
+    re.IGNORECASE,
+)
+
+
+def asks_for_person(utterance: str) -> bool:
+    """Policy, not prompt: a caller who asks for a human is put through whatever the brain thinks."""
+    return bool(_ASKS_FOR_PERSON.search(utterance))
+
+
+# ---------------------------------------------------------------- the decision entry point
+
+Handler = Callable[[CallState, Any, Policy], list]
+
+
+def decide(state: CallState, event: Any, policy: Policy) -> list:
+    """What to do about one event; unknown events and anything after the call ended do nothing."""
+    if state.phase is Phase.ENDED:
+        return []
+    handler = HANDLERS.get(event.event_type)
+    return handler(state, event, policy) if handler else []
+
+
+# ---------------------------------------------------------------- webhook handlers
+
+
+def on_initiated(state: CallState, event: Any, policy: Policy) -> list:
+    if state.phase is not Phase.RINGING or event.payload.get("direction") != "incoming":
+        return []
+    state.caller = str(event.payload.get("from") or "")
+    state.ai = policy.ai_enabled and in_canary(state.caller, policy.canary_percent)
+    return [Answer()]
+
+
+def on_answered(state: CallState, event: Any, policy: Policy) -> list:
+    if state.phase is not Phase.RINGING:
+        return []
+    if not state.ai:
+        state.phase = Phase.CONVERSING
+        return escalate(state, policy, "ai disabled for this call")
+    state.phase = Phase.CONVERSING
+    return [*say(state, policy.lines["greeting"]), StartTranscription()]
+
+
+def on_speak_ended(state: CallState, event: Any, policy: Policy) -> list:
+    if state.stale_speech_ends:
+        state.stale_speech_ends -= 1
+        return []
+    state.speaking = max(0, state.speaking - 1)
+    if state.speaking:
+        return []
+    if state.after_speech is not None:
+        pending, state.after_speech = state.after_speech, None
+        return [pending]
+    return listen(state, policy)
+
+
+def on_transcription(state: CallState, event: Any, policy: Policy) -> list:
+    data = event.payload.get("transcription_data")
+    if not isinstance(data, dict) or state.phase not in LISTENING:
+        return []
+    text = data.get("transcript")
+    if not isinstance(text, str) or not text.strip():
+        return []
+    state.silence_token += 1
+    state.silence_reprompted = False
+    if data.get("is_final") is not True:
+        return []
+    barge_in = interrupt(state)
+    confidence = data.get("confidence")
+    confidence = float(confidence) if isinstance(confidence, int | float) else None
+    turn = TurnRecord(text[:2000], confidence, event.received_at)
+    state.turns.append(turn)
+    return barge_in + caller_turn(state, turn, policy)
+
+
+def on_dtmf(state: CallState, event: Any, policy: Policy) -> list:
+    if event.payload.get("digit") != "0" or state.phase not in LISTENING:
+        return []
+    state.silence_token += 1
+    return interrupt(state) + escalate(state, policy, "caller pressed 0")
+
+
+def on_hangup(state: CallState, event: Any, policy: Policy) -> list:
+    if state.phase is Phase.ENDING and state.outcome == "caller_hung_up":
+        state.outcome = "hung_up_by_assistant"
+    state.phase = Phase.ENDED
+    state.after_speech = None
+    return [FinishCall()]
+
+
+def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list:
+    state.phase = Phase.ENDED
+    state.outcome = "expired"
+    return [FinishCall()]
+
+
+def on_leg_connected(state: CallState, event: Any, policy: Policy) -> list:
+    if state.phase is not Phase.TRANSFERRING:
+        return []
+    state.phase = Phase.BRIDGED
+    state.outcome = "transferred"
+    return [StopTranscription()]
+
+
+def on_leg_hangup(state: CallState, event: Any, policy: Policy) -> list:
+    if state.phase is not Phase.TRANSFERRING:
+        return []
+    return offer_message(state, policy, "transfer not answered")
+
+
+def on_transfer_failed(state: CallState, event: TransferFailed, policy: Policy) -> list:
+    if state.phase is not Phase.TRANSFERRING:
+        return []
+    return offer_message(state, policy, f"transfer failed: {event.reason}")
+
+
+def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> list:
+    reply, turn = event.reply, state.turns[-1] if state.turns else None
+    if turn is not None:
+        turn.brain_confidence, turn.action = reply.confidence, reply.action
+    if reply.confidence < policy.min_confidence:
+        return low_confidence(state, policy, "low brain confidence")
+    state.low_confidence_streak = 0
+    if reply.action == "transfer":
+        return escalate(state, policy, "brain chose transfer", reply.department, reply.reply)
+    remember(state, reply.reply, turn)
+    if reply.action == "end":
+        return end_call(state, policy, reply.reply)
+    return say(state, reply.reply)
+
+
+def on_brain_failed(state: CallState, event: BrainFailed, policy: Policy) -> list:
+    return escalate(state, policy, f"brain failed: {event.reason}", announcement=policy.lines["fallback"])
+
+
+def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list:
+    if event.name == "silence" and event.token == state.silence_token and not state.speaking:
+        return on_silence(state, policy)
+    if event.name == "speech_guard" and event.token == state.speech_token and state.after_speech:
+        state.speaking = 0
+        pending, state.after_speech = state.after_speech, None
+        return [pending]
+    return []
+
+
+# ---------------------------------------------------------------- shared steps
+
+
+def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list:
+    """A final transcript: take a message, escalate, reprompt, or ask the brain."""
+    if state.phase is Phase.TAKING_MESSAGE:
+        state.messages.append(turn.transcript)
+        state.outcome = "message_taken"
+        return end_call(state, policy, policy.lines["message_taken"], say_goodbye=False)
+    if asks_for_person(turn.transcript):
+        return escalate(state, policy, "caller asked for a person")
+    if turn.asr_confidence is not None and turn.asr_confidence < policy.min_asr_confidence:
+        return low_confidence(state, policy, "low speech recognition confidence")
+    if len(state.turns) > policy.max_turns:
+        return escalate(state, policy, "turn limit reached")
+    return [AskBrain(turn.transcript)]
+
+
+def low_confidence(state: CallState, policy: Policy, reason: str) -> list:
+    state.low_confidence_streak += 1
+    if state.low_confidence_streak >= policy.max_low_confidence_turns:
+        return escalate(state, policy, reason)
+    return say(state, policy.lines["reprompt"])
+
+
+def escalate(
+    state: CallState,
+    policy: Policy,
+    reason: str,
+    department: str | None = None,
+    announcement: str | None = None,
+) -> list:
+    """Hand the caller to a configured human; never a number that did not come from the config."""
+    state.escalation_reason = state.escalation_reason or reason
+    name = department if department in policy.destinations else policy.default_destination
+    if state.transfer_attempted or not name or name not in policy.destinations:
+        return offer_message(state, policy, reason)
+    state.transfer_attempted = True
+    state.transfer_destination = name
+    state.phase = Phase.TRANSFERRING
+    return _announce_then(state, policy, announcement, Transfer(policy.destinations[name], name))
+
+
+def _announce_then(state: CallState, policy: Policy, announcement: str | None, command: Command) -> list:
+    """Speak, then run `command` once the speech has ended (or its guard timer fires, if the event is lost)."""
+    text = announcement or policy.lines["transfer_announcement"]
+    state.after_speech = command
+    state.speech_token += 1
+    guard = policy.speech_guard_s + len(text) / CHARS_PER_SECOND
+    return [*say(state, text), StartTimer("speech_guard", guard, state.speech_token)]
+
+
+def offer_message(state: CallState, policy: Policy, reason: str) -> list:
+    state.escalation_reason = state.escalation_reason or reason
+    state.transfer_attempted = True
+    state.phase = Phase.TAKING_MESSAGE
+    return say(state, policy.lines["no_human_available"])
+
+
+def end_call(state: CallState, policy: Policy, text: str, say_goodbye: bool = True) -> list:
+    """Speak the last words, then hang up once they have been heard."""
+    state.phase = Phase.ENDING
+    if state.outcome == "caller_hung_up":
+        state.outcome = "hung_up_by_assistant"
+    goodbye = policy.lines["goodbye"]
+    words = f"{text} {goodbye}" if say_goodbye and goodbye not in text else text
+    return _announce_then(state, policy, words, Hangup())
+
+
+def on_silence(state: CallState, policy: Policy) -> list:
+    if not state.silence_reprompted:
+        state.silence_reprompted = True
+        return say(state, policy.lines["silence_reprompt"])
+    state.escalation_reason = state.escalation_reason or "caller silent"
+    state.outcome = "silence"
+    return end_call(state, policy, policy.lines["goodbye"], say_goodbye=False)
+
+
+def listen(state: CallState, policy: Policy) -> list:
+    """The assistant has finished speaking: start waiting for the caller."""
+    if state.phase not in LISTENING:
+        return []
+    state.silence_token += 1
+    return [StartTimer("silence", policy.silence_timeout_s, state.silence_token)]
+
+
+def interrupt(state: CallState) -> list:
+    """Barge-in: stop the assistant's speech; the ended events of what was stopped are then ignored."""
+    if not state.speaking:
+        return []
+    state.stale_speech_ends += state.speaking
+    state.speaking = 0
+    return [StopPlayback()]
+
+
+def say(state: CallState, text: str) -> list:
+    state.speaking += 1
+    return [Speak(text)]
+
+
+def remember(state: CallState, reply: str, turn: TurnRecord | None) -> None:
+    if turn is not None:
+        state.history.append(Turn("caller", turn.transcript))
+        turn.reply = reply
+    state.history.append(Turn("assistant", reply))
+
+
+HANDLERS: dict[str, Handler] = {
+    "call.initiated": on_initiated,
+    "call.answered": on_answered,
+    "call.speak.ended": on_speak_ended,
+    "speak.failed": on_speak_ended,
+    "call.transcription": on_transcription,
+    "call.dtmf.received": on_dtmf,
+    "call.hangup": on_hangup,
+    "call.expired": on_expired,
+    "leg.call.answered": on_leg_connected,
+    "leg.call.bridged": on_leg_connected,
+    "leg.call.hangup": on_leg_hangup,
+    "transfer.failed": on_transfer_failed,
+    "brain.replied": on_brain_replied,
+    "brain.failed": on_brain_failed,
+    "timer.fired": on_timer,
+}

@@ -1,0 +1,148 @@
+"""Webhook delivery the way Telnyx does it: signed, concurrent, 2 s timeout, retries with backoff.
+
+Chaos switches add duplicates (the same event twice, sometimes at once), reordering (an event held
+back so the next overtakes it) and jitter.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import requests
+
+from simulator.events import WebhookEvent
+from simulator.signing import WebhookSigner
+
+
+@dataclass
+class DeliveryOptions:
+    """How webhooks reach the service. Rates are probabilities per event."""
+
+    timeout_s: float = 2.0
+    max_attempts: int = 3
+    backoff_s: tuple[float, ...] = (0.2, 0.5, 1.0)
+    duplicate_rate: float = 0.0
+    reorder_rate: float = 0.0
+    reorder_delay_s: float = 0.15
+    jitter_s: float = 0.0
+    workers: int = 32
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One POST of one event: when, which attempt, and how the service answered (status None = no answer)."""
+
+    event_id: str
+    event_type: str
+    call_control_id: str
+    attempt: int
+    started_at: float
+    latency_s: float
+    status: int | None
+    duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class DeliveryLog:
+    """Every attempt, thread-safe; listeners hear about each one."""
+
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    listeners: list[Callable[[WebhookEvent, DeliveryAttempt], None]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, event: WebhookEvent, attempt: DeliveryAttempt) -> None:
+        with self.lock:
+            self.attempts.append(attempt)
+        for listener in self.listeners:
+            listener(event, attempt)
+
+
+class WebhookDelivery:
+    """Posts events to one webhook URL from a thread pool."""
+
+    def __init__(self, url: str, signer: WebhookSigner, options: DeliveryOptions | None = None):
+        self.url = url
+        self.signer = signer
+        self.options = options or DeliveryOptions()
+        self.log = DeliveryLog()
+        self._random = random.Random(self.options.seed)
+        self._pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="sim-webhook")
+        self._local = threading.local()
+        self._pending = 0
+        self._idle = threading.Condition()
+
+    def deliver(self, event: WebhookEvent) -> None:
+        """Queue an event; chaos switches may add a duplicate or hold it back."""
+        delay = self._delay()
+        self._submit(event, delay, duplicate=False)
+        if self._chance(self.options.duplicate_rate):
+            concurrent = self._chance(0.5)
+            self._submit(event, delay if concurrent else delay + self.options.reorder_delay_s, duplicate=True)
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Block until every queued delivery has finished (or the timeout passes)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _delay(self) -> float:
+        delay = self._random.uniform(0, self.options.jitter_s) if self.options.jitter_s else 0.0
+        if self._chance(self.options.reorder_rate):
+            delay += self.options.reorder_delay_s
+        return delay
+
+    def _chance(self, rate: float) -> bool:
+        return rate > 0 and self._random.random() < rate
+
+    def _submit(self, event: WebhookEvent, delay_s: float, duplicate: bool) -> None:
+        with self._idle:
+            self._pending += 1
+        self._pool.submit(self._deliver_all_attempts, event, delay_s, duplicate)
+
+    def _deliver_all_attempts(self, event: WebhookEvent, delay_s: float, duplicate: bool) -> None:
+        try:
+            if delay_s:
+                time.sleep(delay_s)
+            for attempt in range(1, self.options.max_attempts + 1):
+                if self._post(event, attempt, duplicate).ok:
+                    return
+                if attempt < self.options.max_attempts:
+                    time.sleep(self.options.backoff_s[min(attempt, len(self.options.backoff_s)) - 1])
+        finally:
+            with self._idle:
+                self._pending -= 1
+                self._idle.notify_all()
+
+    def _post(self, event: WebhookEvent, attempt: int, duplicate: bool) -> DeliveryAttempt:
+        body = json.dumps(event.envelope(attempt, self.url)).encode()
+        started = time.monotonic()
+        try:
+            response = self._session().post(
+                self.url, data=body, headers=self.signer.headers(body), timeout=self.options.timeout_s
+            )
+            status: int | None = response.status_code
+        except requests.RequestException:
+            status = None
+        record = DeliveryAttempt(event.event_id, event.event_type, event.call_control_id, attempt, started,
+                                 time.monotonic() - started, status, duplicate)
+        self.log.add(event, record)
+        return record
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session

@@ -1,0 +1,336 @@
+"""Every decision the dialog makes, from (state, event) to commands, with no server involved."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import pytest
+
+from brain import BrainReply
+from dialog import (
+    Answer,
+    AskBrain,
+    BrainFailed,
+    BrainReplied,
+    CallState,
+    FinishCall,
+    Hangup,
+    Phase,
+    Policy,
+    Speak,
+    StartTimer,
+    StartTranscription,
+    StopPlayback,
+    StopTranscription,
+    TimerFired,
+    Transfer,
+    TransferFailed,
+    asks_for_person,
+    decide,
+    in_canary,
+)
+from events import CallEvent
+
+_ids = itertools.count()
+
+
+def event(event_type: str, **payload) -> CallEvent:
+    payload.setdefault("call_control_id", "v3:test-call")
+    return CallEvent(f"evt-{next(_ids)}", event_type, payload["call_control_id"], payload, received_at=100.0)
+
+
+def transcript(text: str, confidence: float = 0.95, is_final: bool = True) -> CallEvent:
+    data = {"transcript": text, "confidence": confidence, "is_final": is_final}
+    return event("call.transcription", transcription_data=data)
+
+
+@pytest.fixture
+def policy(settings) -> Policy:
+    return Policy.from_settings(settings)
+
+
+def answered_call(policy: Policy) -> CallState:
+    """A call that has been answered and greeted, with the greeting finished."""
+    state = CallState("v3:test-call")
+    decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    decide(state, event("call.answered"), policy)
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    return state
+
+
+def speeches(commands: list) -> list[str]:
+    return [c.text for c in commands if isinstance(c, Speak)]
+
+
+def test_incoming_call_is_answered(policy):
+    state = CallState("v3:test-call")
+    commands = decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    assert commands == [Answer()]
+    assert state.caller == "+13125550111"
+
+
+def test_outgoing_leg_is_not_answered(policy):
+    assert decide(CallState("v3:x"), event("call.initiated", direction="outgoing"), policy) == []
+
+
+def test_answered_call_is_greeted_and_listened_to(policy):
+    state = CallState("v3:test-call")
+    decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    commands = decide(state, event("call.answered"), policy)
+    assert commands == [Speak(policy.lines["greeting"]), StartTranscription()]
+    assert "automated assistant" in policy.lines["greeting"]
+
+
+def test_greeting_end_starts_the_silence_timer(policy):
+    state = CallState("v3:test-call")
+    decide(state, event("call.initiated", direction="incoming", **{"from": "+1"}), policy)
+    decide(state, event("call.answered"), policy)
+    commands = decide(state, event("call.speak.ended", status="completed"), policy)
+    assert commands == [StartTimer("silence", policy.silence_timeout_s, state.silence_token)]
+
+
+def test_caller_turn_goes_to_the_brain_and_the_reply_is_spoken(policy):
+    state = answered_call(policy)
+    assert decide(state, transcript("what are your hours"), policy) == [AskBrain("what are your hours")]
+    reply = BrainReply("We open at 8.", "continue", 0.9)
+    assert decide(state, BrainReplied(reply), policy) == [Speak("We open at 8.")]
+    assert state.turns[-1].brain_confidence == 0.9
+    assert [t.text for t in state.history] == ["what are your hours", "We open at 8."]
+
+
+def test_interim_transcripts_are_not_turns(policy):
+    state = answered_call(policy)
+    assert decide(state, transcript("what are", is_final=False), policy) == []
+    assert state.turns == []
+
+
+def test_low_asr_confidence_reprompts_then_escalates(policy):
+    state = answered_call(policy)
+    first = decide(state, transcript("mmhm rrr", confidence=0.2), policy)
+    assert speeches(first) == [policy.lines["reprompt"]]
+    for _ in range(policy.max_low_confidence_turns - 2):
+        decide(state, transcript("mmhm", confidence=0.2), policy)
+    last = decide(state, transcript("mmhm rrr", confidence=0.2), policy)
+    assert speeches(last) == [policy.lines["transfer_announcement"]]
+    assert state.phase is Phase.TRANSFERRING
+    assert state.escalation_reason == "low speech recognition confidence"
+
+
+def test_low_brain_confidence_reprompts_then_escalates(policy):
+    state = answered_call(policy)
+    unsure = BrainReplied(BrainReply("Maybe?", "continue", 0.1))
+    decide(state, transcript("something odd"), policy)
+    assert speeches(decide(state, unsure, policy)) == [policy.lines["reprompt"]]
+    for _ in range(policy.max_low_confidence_turns - 1):
+        decide(state, transcript("something odd"), policy)
+        commands = decide(state, unsure, policy)
+    assert speeches(commands) == [policy.lines["transfer_announcement"]]
+    assert state.escalation_reason == "low brain confidence"
+
+
+def test_a_confident_turn_resets_the_low_confidence_streak(policy):
+    state = answered_call(policy)
+    decide(state, transcript("mmm", confidence=0.1), policy)
+    decide(state, transcript("hours please"), policy)
+    decide(state, BrainReplied(BrainReply("8 to 5.", "continue", 0.9)), policy)
+    assert state.low_confidence_streak == 0
+
+
+def test_transfer_happens_after_the_announcement_is_heard(policy):
+    state = answered_call(policy)
+    commands = decide(state, transcript("can I talk to a real person"), policy)
+    assert speeches(commands) == [policy.lines["transfer_announcement"]]
+    assert not any(isinstance(c, Transfer) for c in commands)
+    after = decide(state, event("call.speak.ended", status="completed"), policy)
+    assert after == [Transfer(policy.destinations["front_desk"], "front_desk")]
+    assert state.escalation_reason == "caller asked for a person"
+
+
+def test_dtmf_zero_transfers_at_once(policy):
+    state = answered_call(policy)
+    commands = decide(state, event("call.dtmf.received", digit="0"), policy)
+    assert speeches(commands) == [policy.lines["transfer_announcement"]]
+    assert state.after_speech == Transfer(policy.destinations["front_desk"], "front_desk")
+
+
+def test_other_digits_are_ignored(policy):
+    state = answered_call(policy)
+    assert decide(state, event("call.dtmf.received", digit="5"), policy) == []
+
+
+def test_brain_transfer_goes_only_to_a_configured_destination(policy):
+    state = answered_call(policy)
+    decide(state, transcript("billing please"), policy)
+    decide(state, BrainReplied(BrainReply("Connecting you.", "transfer", 0.9, "billing")), policy)
+    assert state.after_speech == Transfer(policy.destinations["billing"], "billing")
+
+
+@pytest.mark.parametrize("department", ["+19005550123", "sip:evil@example.com", "premium", None, ""])
+def test_unknown_department_falls_back_to_the_default_destination(policy, department):
+    state = answered_call(policy)
+    decide(state, transcript("transfer me"), policy)
+    decide(state, BrainReplied(BrainReply("Sure.", "transfer", 0.9, department)), policy)
+    assert state.after_speech == Transfer(policy.destinations["front_desk"], "front_desk")
+
+
+def test_brain_failure_speaks_the_fallback_and_transfers(policy):
+    state = answered_call(policy)
+    decide(state, transcript("hello"), policy)
+    commands = decide(state, BrainFailed("timed out"), policy)
+    assert speeches(commands) == [policy.lines["fallback"]]
+    assert isinstance(state.after_speech, Transfer)
+    assert state.escalation_reason == "brain failed: timed out"
+
+
+def test_unanswered_transfer_offers_to_take_a_message(policy):
+    state = answered_call(policy)
+    decide(state, event("call.dtmf.received", digit="0"), policy)
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    leg_hangup = replace(event("call.hangup", hangup_cause="timeout"), event_type="leg.call.hangup")
+    commands = decide(state, leg_hangup, policy)
+    assert speeches(commands) == [policy.lines["no_human_available"]]
+    assert state.phase is Phase.TAKING_MESSAGE
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    taken = decide(state, transcript("please call me back about my crown"), policy)
+    assert speeches(taken) == [policy.lines["message_taken"]]
+    assert state.messages == ["please call me back about my crown"]
+    assert decide(state, event("call.speak.ended", status="completed"), policy) == [Hangup()]
+
+
+def test_failed_transfer_command_offers_to_take_a_message(policy):
+    state = answered_call(policy)
+    decide(state, event("call.dtmf.received", digit="0"), policy)
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    assert speeches(decide(state, TransferFailed("TelnyxHTTPError"), policy)) == [policy.lines["no_human_available"]]
+
+
+def test_answered_transfer_stops_transcription(policy):
+    state = answered_call(policy)
+    decide(state, event("call.dtmf.received", digit="0"), policy)
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    leg = replace(event("call.answered"), event_type="leg.call.answered")
+    assert decide(state, leg, policy) == [StopTranscription()]
+    assert state.outcome == "transferred"
+
+
+def test_no_destination_configured_takes_a_message(policy):
+    policy = replace(policy, destinations={}, default_destination=None)
+    state = answered_call(policy)
+    commands = decide(state, transcript("let me talk to a person"), policy)
+    assert speeches(commands) == [policy.lines["no_human_available"]]
+    assert state.phase is Phase.TAKING_MESSAGE
+
+
+def test_at_most_one_transfer_per_call(policy):
+    state = answered_call(policy)
+    decide(state, event("call.dtmf.received", digit="0"), policy)
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    decide(state, replace(event("call.hangup"), event_type="leg.call.hangup"), policy)
+    decide(state, event("call.speak.ended", status="completed"), policy)
+    commands = decide(state, event("call.dtmf.received", digit="0"), policy)
+    assert not any(isinstance(c, Transfer) for c in commands) and state.after_speech is None
+
+
+def test_goodbye_is_spoken_before_the_hangup(policy):
+    state = answered_call(policy)
+    decide(state, transcript("that's all thanks"), policy)
+    commands = decide(state, BrainReplied(BrainReply("You're welcome.", "end", 0.9)), policy)
+    assert speeches(commands) == [f"You're welcome. {policy.lines['goodbye']}"]
+    assert not any(isinstance(c, Hangup) for c in commands)
+    assert decide(state, event("call.speak.ended", status="completed"), policy) == [Hangup()]
+
+
+def test_lost_speak_ended_still_hangs_up_via_the_guard_timer(policy):
+    state = answered_call(policy)
+    decide(state, transcript("bye"), policy)
+    commands = decide(state, BrainReplied(BrainReply("Bye.", "end", 0.9)), policy)
+    guard = next(c for c in commands if isinstance(c, StartTimer))
+    assert decide(state, TimerFired("speech_guard", guard.token), policy) == [Hangup()]
+
+
+def test_silence_reprompts_once_then_says_goodbye(policy):
+    state = answered_call(policy)
+    first = decide(state, TimerFired("silence", state.silence_token), policy)
+    assert speeches(first) == [policy.lines["silence_reprompt"]]
+    timer = decide(state, event("call.speak.ended", status="completed"), policy)
+    second = decide(state, TimerFired("silence", timer[0].token), policy)
+    assert speeches(second) == [policy.lines["goodbye"]]
+    assert decide(state, event("call.speak.ended", status="completed"), policy) == [Hangup()]
+    assert state.escalation_reason == "caller silent"
+
+
+def test_a_stale_silence_timer_does_nothing(policy):
+    state = answered_call(policy)
+    stale = state.silence_token
+    decide(state, transcript("hello"), policy)
+    assert decide(state, TimerFired("silence", stale), policy) == []
+
+
+def test_barge_in_stops_the_assistant_and_answers_the_new_turn(policy):
+    state = answered_call(policy)
+    decide(state, transcript("what are your hours"), policy)
+    decide(state, BrainReplied(BrainReply("We are open from eight until five on weekdays.", "continue", 0.9)), policy)
+    commands = decide(state, transcript("and saturdays"), policy)
+    assert commands == [StopPlayback(), AskBrain("and saturdays")]
+    decide(state, BrainReplied(BrainReply("Nine to one.", "continue", 0.9)), policy)
+    # the stopped speech's own ended event must not count as the new reply ending
+    assert decide(state, event("call.speak.ended", status="completed"), policy) == []
+    assert state.speaking == 1
+
+
+def test_nothing_is_sent_after_hangup(policy):
+    state = answered_call(policy)
+    assert decide(state, event("call.hangup", hangup_cause="normal_clearing"), policy) == [FinishCall()]
+    late = [transcript("hello?"), event("call.speak.ended"), event("call.dtmf.received", digit="0"),
+            BrainReplied(BrainReply("Hi", "continue", 0.9)), TimerFired("silence", state.silence_token)]
+    assert all(decide(state, e, policy) == [] for e in late)
+
+
+def test_caller_hangup_during_goodbye_counts_as_assistant_ending(policy):
+    state = answered_call(policy)
+    decide(state, transcript("bye"), policy)
+    decide(state, BrainReplied(BrainReply("Bye.", "end", 0.9)), policy)
+    decide(state, event("call.hangup"), policy)
+    assert state.outcome == "hung_up_by_assistant"
+
+
+def test_canary_off_sends_the_caller_straight_to_a_human(policy):
+    policy = replace(policy, canary_percent=0)
+    state = CallState("v3:test-call")
+    decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    commands = decide(state, event("call.answered"), policy)
+    assert not any(isinstance(c, StartTranscription) for c in commands)
+    assert state.after_speech == Transfer(policy.destinations["front_desk"], "front_desk")
+
+
+def test_ai_disabled_sends_the_caller_straight_to_a_human(policy):
+    policy = replace(policy, ai_enabled=False)
+    state = CallState("v3:test-call")
+    decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    decide(state, event("call.answered"), policy)
+    assert isinstance(state.after_speech, Transfer) and state.escalation_reason == "ai disabled for this call"
+
+
+def test_canary_bucket_is_stable_and_proportional():
+    callers = [f"+1312555{n:04d}" for n in range(2000)]
+    inside = [c for c in callers if in_canary(c, 25)]
+    assert 0.2 < len(inside) / len(callers) < 0.3
+    assert inside == [c for c in callers if in_canary(c, 25)]
+    assert all(in_canary(c, 100) for c in callers) and not any(in_canary(c, 0) for c in callers)
+
+
+@pytest.mark.parametrize(
+    "utterance, expected",
+    [
+        ("can I talk to a real person", True),
+        ("operator", True),
+        ("put me through to the front desk please", True),
+        ("I'd like to speak with someone", True),
+        ("what are your hours", False),
+        ("is someone there", False),
+        ("where is the office", False),
+    ],
+)
+def test_asks_for_person(utterance, expected):
+    assert asks_for_person(utterance) is expected

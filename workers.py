@@ -1,0 +1,102 @@
+"""Background work: one call's events run one at a time in arrival order; different calls run in parallel."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class SerialQueues:
+    """A thread pool where items sharing a key never run concurrently and keep their order."""
+
+    def __init__(self, handle: Callable[[Hashable, Any], None], workers: int = 64):
+        self._handle = handle
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
+        self._queues: dict[Hashable, deque] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, key: Hashable, item: Any) -> None:
+        """Queue an item; returns at once."""
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is not None:
+                queue.append(item)
+                return
+            self._queues[key] = deque([item])
+        self._pool.submit(self._drain, key)
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(queue) for queue in self._queues.values())
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait)
+
+    def _drain(self, key: Hashable) -> None:
+        while True:
+            with self._lock:
+                queue = self._queues[key]
+                if not queue:
+                    del self._queues[key]
+                    return
+                item = queue.popleft()
+            try:
+                self._handle(key, item)
+            except Exception:  # the top of background work: log it and keep serving the call
+                log.exception("call=%s background work failed", key)
+
+
+class Scheduler:
+    """Runs small callbacks after a delay, from one thread (silence timers, guards, housekeeping)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+        with self._wake:
+            heapq.heappush(self._heap, (self._clock() + delay_s, next(self._order), callback))
+            self._wake.notify()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            callback = self._next_due()
+            if callback is None:
+                return
+            try:
+                callback()
+            except Exception:  # a timer must never kill the scheduler thread
+                log.exception("scheduled callback failed")
+
+    def _next_due(self) -> Callable[[], None] | None:
+        with self._wake:
+            while not self._stopped:
+                if not self._heap:
+                    self._wake.wait()
+                    continue
+                due, _, callback = self._heap[0]
+                wait = due - self._clock()
+                if wait <= 0:
+                    heapq.heappop(self._heap)
+                    return callback
+                self._wake.wait(wait)
+            return None
