@@ -110,7 +110,7 @@ SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "dialog.max_turns": (int, _between(1, 200)),
     "transfer.default_destination": ((str, type(None)), None),
     "transfer.ring_timeout_s": (int, _between(5, 120)),
-    "transcription.engine": (str, None),
+    "transcription.engine": (str, lambda v: None if v in ("Google", "Telnyx") else "must be Google or Telnyx"),
     "transcription.language": (str, None),
     "ai.enabled": (bool, None),
     "ai.canary_percent": ((int, float), _between(0, 100)),

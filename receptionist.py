@@ -71,7 +71,10 @@ class Receptionist:
         self.language = settings.get("assistant.language")
         self.transcription = {
             "transcription_engine": settings.get("transcription.engine"),
-            "transcription_engine_config": {"language": settings.get("transcription.language")},
+            "transcription_engine_config": {
+                "transcription_engine": settings.get("transcription.engine"),
+                "language": settings.get("transcription.language"),
+            },
             "transcription_tracks": "inbound",
         }
         self.ring_timeout_s = settings.get("transfer.ring_timeout_s")

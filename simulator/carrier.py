@@ -74,6 +74,7 @@ class SimCall:
     transcribing: bool = False
     bridged_to: str | None = None
     transfers: list[str] = field(default_factory=list)
+    transfer_failed_at: float | None = None
     ended_at: float | None = None
     hangup_source: str | None = None
     hangup_acked_at: float | None = None
@@ -317,6 +318,7 @@ class Carrier:
         with self.changed:
             if b_leg.state != "hangup":
                 call.note("network", f"{b_leg.to_number} did not answer")
+                call.transfer_failed_at = time.monotonic()
                 self._end_leg(call, b_leg, "timeout", "callee")
                 self.changed.notify_all()
 

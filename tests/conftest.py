@@ -30,3 +30,57 @@ def raw_config(example_config, tmp_path) -> dict:
 def settings(raw_config):
     raw_config["webhook"]["verify_signatures"] = False
     return build_settings(raw_config, {})
+
+
+@pytest.fixture(scope="session")
+def keypair():
+    """(private key, base64 public key), generated for this test run; nothing real."""
+    from fixtures import new_keypair
+
+    return new_keypair()
+
+
+@pytest.fixture
+def telnyx():
+    from fakes import RecordingTelnyx
+
+    return RecordingTelnyx()
+
+
+@pytest.fixture
+def brain():
+    from fakes import ScriptedBrain
+
+    return ScriptedBrain()
+
+
+@pytest.fixture
+def app(raw_config, keypair, telnyx, brain):
+    from app import create_app
+
+    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
+    service = create_app(settings, telnyx=telnyx, brain=brain)
+    yield service
+    service.extensions["receptionist"].shutdown()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def post_webhook(client, keypair):
+    """Sign and POST a webhook body (a dict, or raw bytes) the way Telnyx does."""
+    import json
+    import time
+
+    from fixtures import sign
+
+    def post(body, *, timestamp: int | None = None, extra_headers: dict | None = None, key=None):
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {**sign(raw, key or keypair[0], stamp), **(extra_headers or {})}
+        return client.post("/webhooks/telnyx", data=raw, headers=headers, content_type="application/json")
+
+    return post

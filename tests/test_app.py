@@ -1,0 +1,218 @@
+"""The webhook endpoint: verify, parse, dedupe, hand off, 200 — and every way a request can be refused."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from fixtures import load_fixture, sign, with_ids
+
+from app import create_app
+from config import build_settings
+
+CALL = "v3:Zq3Vx8LmR2tYp6KbN0cWd4HfJ9sTg1EuA7oXi5MlC3nB8vQy2rDkPw_FhSe"
+
+
+def settle(app, timeout: float = 3.0) -> None:
+    """Wait until the background workers have nothing queued or running."""
+    receptionist = app.extensions["receptionist"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if receptionist.queues.pending() == 0 and not receptionist.queues._queues:
+            return
+        time.sleep(0.005)
+    raise AssertionError("background work did not settle")
+
+
+def test_call_initiated_is_acknowledged_and_answered(app, post_webhook, telnyx):
+    response = post_webhook(load_fixture("call_initiated"))
+    assert response.status_code == 200 and response.json == {"status": "accepted"}
+    telnyx.wait_for(1)
+    assert telnyx.actions() == ["answer"]
+    assert telnyx.commands[0].call_control_id == CALL
+    assert telnyx.commands[0].body["command_id"]
+
+
+def test_initiated_answered_hangup_drives_answer_greeting_and_cleanup(app, post_webhook, telnyx, raw_config):
+    for name in ["call_initiated", "call_answered"]:
+        assert post_webhook(load_fixture(name)).status_code == 200
+        settle(app)
+    assert telnyx.actions() == ["answer", "speak", "transcription_start"]
+    greeting = telnyx.commands[1].body
+    assert greeting["payload"] == raw_config["assistant"]["greeting"]
+    assert greeting["voice"] == raw_config["assistant"]["voice"]
+    assert telnyx.commands[2].body["transcription_tracks"] == "inbound"
+    post_webhook(load_fixture("call_hangup"))
+    settle(app)
+    assert app.extensions["receptionist"].stats()["live_calls"] == 0
+    record = json.loads(Path(raw_config["call_log"]["path"]).read_text().splitlines()[0])
+    assert record["call_control_id"] == CALL
+    assert record["caller"] == "+1********11"
+
+
+def test_a_whole_conversation_turn(app, post_webhook, telnyx, brain):
+    from brain import BrainReply
+
+    brain.enqueue(BrainReply("We're open Saturday nine to one.", "continue", 0.92))
+    for name in ["call_initiated", "call_answered", "call_speak_ended", "call_transcription"]:
+        post_webhook(load_fixture(name))
+        settle(app)
+    assert telnyx.spoken()[-1] == "We're open Saturday nine to one."
+    assert brain.history[0][1] == load_fixture("call_transcription")["data"]["payload"]["transcription_data"][
+        "transcript"
+    ]
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda raw, h: (raw.replace(b"incoming", b"outgoing"), h), id="tampered-body"),
+        pytest.param(lambda raw, h: (raw, {**h, "telnyx-timestamp": str(int(h["telnyx-timestamp"]) - 301)}), id="stale"),
+        pytest.param(lambda raw, h: (raw, {}), id="unsigned"),
+        pytest.param(lambda raw, h: (raw, {"telnyx-timestamp": h["telnyx-timestamp"]}), id="no-signature"),
+        pytest.param(lambda raw, h: (raw, {**h, "telnyx-signature-ed25519": "garbage"}), id="garbled"),
+    ],
+)
+def test_unauthentic_webhooks_get_401_and_cause_nothing(app, client, keypair, telnyx, mangle):
+    raw = json.dumps(load_fixture("call_initiated")).encode()
+    raw, headers = mangle(raw, sign(raw, keypair[0], str(int(time.time()))))
+    response = client.post("/webhooks/telnyx", data=raw, headers=headers, content_type="application/json")
+    assert response.status_code == 401
+    assert response.json == {"error": "invalid signature", "status": 401}
+    time.sleep(0.05)
+    settle(app)
+    assert telnyx.commands == []
+
+
+def test_webhook_signed_by_another_key_is_refused(app, post_webhook, telnyx):
+    from fixtures import new_keypair
+
+    response = post_webhook(load_fixture("call_initiated"), key=new_keypair()[0])
+    assert response.status_code == 401
+    settle(app)
+    assert telnyx.commands == []
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[]", "missing data object"),
+        (b'{"data": {"event_type": "call.initiated"}}', "missing data.payload"),
+        (b'{"data": {"payload": {"call_control_id": "v3:x"}}}', "missing data.event_type"),
+        (b'{"data": {"event_type": "call.initiated", "payload": {}}}', "missing data.payload.call_control_id"),
+        (b'{"data": {"event_type": 7, "payload": {"call_control_id": "v3:x"}}}', "missing data.event_type"),
+        (b"[" * 30_000 + b"]" * 30_000, "not valid JSON"),
+    ],
+)
+def test_malformed_bodies_get_400_with_a_json_error(app, post_webhook, telnyx, raw, message):
+    response = post_webhook(raw)
+    assert response.status_code == 400
+    assert message in response.json["error"]
+    assert telnyx.commands == []
+
+
+def test_oversize_body_is_refused_before_anything_else(client, raw_config, telnyx):
+    big = b"x" * (raw_config["webhook"]["max_body_bytes"] + 1)
+    response = client.post("/webhooks/telnyx", data=big, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json["status"] == 413
+
+
+def test_redelivery_is_dropped_but_acknowledged(app, post_webhook, telnyx):
+    body = load_fixture("call_initiated")
+    assert post_webhook(body).json == {"status": "accepted"}
+    assert post_webhook(body).json == {"status": "duplicate"}
+    settle(app)
+    assert telnyx.actions() == ["answer"]
+
+
+def test_unknown_event_type_is_acknowledged_and_ignored(app, post_webhook, telnyx):
+    post_webhook(load_fixture("call_initiated"))
+    settle(app)
+    body = with_ids(load_fixture("call_answered"))
+    body["data"]["event_type"] = "call.deepfake_detection.result"
+    assert post_webhook(body).status_code == 200
+    settle(app)
+    assert telnyx.actions() == ["answer"]
+
+
+def test_events_after_hangup_send_nothing(app, post_webhook, telnyx):
+    for name in ["call_initiated", "call_answered", "call_hangup", "call_speak_ended", "call_transcription"]:
+        post_webhook(load_fixture(name))
+        settle(app)
+    assert telnyx.actions() == ["answer", "speak", "transcription_start"]
+
+
+def test_command_after_hangup_race_is_benign(app, post_webhook, telnyx):
+    post_webhook(load_fixture("call_initiated"))
+    settle(app)
+    telnyx.ended.add(CALL)  # the caller hung up; Telnyx answers 422/90018 from now on
+    assert post_webhook(load_fixture("call_answered")).status_code == 200
+    settle(app)
+    assert telnyx.actions() == ["answer"]
+    assert post_webhook(load_fixture("call_hangup")).status_code == 200
+    settle(app)
+    assert app.extensions["receptionist"].stats()["live_calls"] == 0
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json["status"] == "ok" and response.json["live_calls"] == 0
+
+
+def test_wrong_method_and_unknown_path_get_json_errors(client):
+    assert client.get("/webhooks/telnyx").json["status"] == 405
+    assert client.get("/nope").json["status"] == 404
+
+
+def test_verification_off_accepts_unsigned_and_warns(raw_config, telnyx, brain, caplog):
+    raw_config["webhook"]["verify_signatures"] = False
+    with caplog.at_level(logging.WARNING):
+        app = create_app(build_settings(raw_config, {}), telnyx=telnyx, brain=brain)
+    assert "VERIFICATION IS OFF" in caplog.text
+    try:
+        raw = json.dumps(load_fixture("call_initiated")).encode()
+        response = app.test_client().post("/webhooks/telnyx", data=raw, content_type="application/json")
+        assert response.status_code == 200
+        telnyx.wait_for(1)
+    finally:
+        app.extensions["receptionist"].shutdown()
+
+
+def test_body_without_event_id_is_deduplicated_by_its_bytes(app, post_webhook, telnyx):
+    body = load_fixture("call_initiated")
+    del body["data"]["id"]
+    assert post_webhook(body).json == {"status": "accepted"}
+    assert post_webhook(body).json == {"status": "duplicate"}
+
+
+def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(app, post_webhook, telnyx, brain):
+    from spec import validate_request
+
+    from brain import BrainReply
+
+    brain.enqueue(BrainReply("We're open Saturday nine to one, and weekdays from eight until five.", "continue", 0.9))
+    brain.enqueue(BrainReply("Connecting you to billing.", "transfer", 0.9, "billing"))
+    steps = ["call_initiated", "call_answered", "call_speak_ended", "call_transcription"]
+    for name in steps:
+        post_webhook(load_fixture(name))
+        settle(app)
+    post_webhook(with_ids(load_fixture("call_transcription")))  # barge-in while the reply plays
+    settle(app)
+    post_webhook(with_ids(load_fixture("call_speak_ended")))
+    post_webhook(with_ids(load_fixture("call_speak_ended")))
+    settle(app)
+    post_webhook(load_fixture("transfer_leg_answered"))
+    post_webhook(load_fixture("call_hangup"))
+    settle(app)
+    assert telnyx.actions() == [
+        "answer", "speak", "transcription_start", "speak", "playback_stop", "speak", "transfer", "transcription_stop",
+    ]
+    for command in telnyx.commands:
+        validate_request(command.action, command.body)
+    assert telnyx.commands[6].body["to"] == "+15555550101"
