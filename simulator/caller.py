@@ -39,6 +39,8 @@ class Caller:
             time.sleep(step.after_s * self.speed)
         elif step.kind != "wait_s":
             self._wait_for_turn(step)
+        if self._call_is_over():
+            return
         self._acted_at = time.monotonic()
         actions = {
             "say": lambda: self._say(step),

@@ -144,7 +144,7 @@ class Carrier:
         with self.changed:
             if call.ended:
                 return False
-            call.note("dtmf", f"caller pressed {digit}")
+            call.note("dtmf", f"(presses {digit})")
             call.transcripts_sent.append(time.monotonic())
             self.emit(events.dtmf_received(call.a, digit))
             self.changed.notify_all()

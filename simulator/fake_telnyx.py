@@ -50,7 +50,7 @@ class FaultPlan:
 class RequestRecord:
     """One request the fake received and how it answered."""
 
-    at: float
+    at: float  # when the request arrived (monotonic)
     call_control_id: str
     action: str
     body: Any
@@ -131,13 +131,14 @@ class FakeTelnyx:
     # ----- handling ----------------------------------------------------------------------
 
     def handle(self, path: str, headers: Any, raw_body: bytes) -> Reply:
+        received_at = time.monotonic()
         match = ACTION_PATH.match(path)
         if not match:
             return error(404, "10005", "Resource not found", f"No route for {path}.")
         call_control_id, action = unquote(match["call_control_id"]), match["action"]
         reply, body, deduplicated, fault = self._process(call_control_id, action, headers, raw_body)
         code = reply.body["errors"][0]["code"] if "errors" in reply.body else None
-        record = RequestRecord(time.monotonic(), call_control_id, action, body, reply.status, code, deduplicated, fault)
+        record = RequestRecord(received_at, call_control_id, action, body, reply.status, code, deduplicated, fault)
         with self._lock:
             self.records.append(record)
         return reply

@@ -40,7 +40,7 @@ def run_scenario(network: Network, scenario: Scenario, call_log_path: str | None
     requests = network.fake.requests_for(call.call_control_id, *(b.call_control_id for b in call.b_legs))
     checks = check_call(CallView(call, requests, call_log_path), scenario.expect)
     result = ScenarioResult(scenario, call, checks, notes)
-    result.transcript = render(scenario.name, call, requests, checks, notes)
+    result.transcript = render(scenario.name, call, requests, checks, notes, scenario.description)
     return result
 
 

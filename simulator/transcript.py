@@ -11,8 +11,10 @@ from simulator.fake_telnyx import RequestRecord
 LABELS = {"caller": "caller   ", "assistant": "assistant", "dtmf": "caller   ", "network": "network  "}
 
 
-def render(title: str, call: SimCall, requests: list[RequestRecord], checks: list[Check], notes: list[str]) -> str:
-    lines = [f"=== {title}  ({call.call_control_id[:14]}...)"]
+def render(title: str, call: SimCall, requests: list[RequestRecord], checks: list[Check], notes: list[str],
+           description: str = "") -> str:
+    """Timeline (caller, assistant, network, commands), then notes and expectation results."""
+    lines = [f"=== {title}  ({call.call_control_id[:14]}...)"] + ([f"    {description}"] if description else [])
     entries = [(m.at, f"{LABELS.get(m.kind, m.kind)}  {m.text}") for m in call.timeline]
     entries += [(r.at, f"  -> {_command(r)}") for r in requests]
     for at, text in sorted(entries, key=lambda item: item[0]):
