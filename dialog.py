@@ -480,6 +480,7 @@ HANDLERS: dict[str, Handler] = {
     "call.dtmf.received": on_dtmf,
     "call.hangup": on_hangup,
     "call.expired": on_expired,
+    "call.bridged": on_leg_connected,
     "leg.call.answered": on_leg_connected,
     "leg.call.bridged": on_leg_connected,
     "leg.call.hangup": on_leg_hangup,

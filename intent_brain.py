@@ -23,16 +23,12 @@ NOT_SURE = "I'm not sure I can help with that. Could you say it another way?"
 
 # Words that carry no intent of their own; without them "I" or "you" would fully match an example.
 # English only: a business in another language should list its own.
-STOPWORDS = frozenset(
-    {
-        "a", "about", "am", "an", "and", "any", "are", "at", "be", "can", "could", "d", "did", "do", "does",
-        "for", "get", "got", "guys", "has", "have", "hello", "hey", "hi", "i", "id", "im", "is", "it", "just",
-        "know", "let", "like", "ll", "m", "me", "my", "need", "of", "ok", "okay", "on", "or", "please", "re",
-        "s", "so", "some", "t", "tell", "that", "the", "there", "this", "to", "uh", "um", "us", "ve", "want",
-        "was", "we", "what", "whats", "would", "you", "your", "yours",
-    }
-)
-)
+FILLER_WORDS = """
+a about am an and any are at be can could d did do does for get got guys has have hello hey hi i id im
+is it just know let like ll m me my need of ok okay on or please re s so some t tell that the there
+this to uh um us ve want was we what whats would you your yours
+"""
+STOPWORDS = frozenset(FILLER_WORDS.split())
 
 FACT_EXAMPLES = {
     "hours": ("what are your hours", "when are you open", "what time do you open", "what time do you close"),

@@ -230,7 +230,12 @@ class Receptionist:
 
 
 def _starts_call(item: Any) -> bool:
-    return isinstance(item, CallEvent) and item.event_type == "call.initiated"
+    """Only an inbound call's first event creates state; anything else for an unknown call is stale."""
+    return (
+        isinstance(item, CallEvent)
+        and item.event_type == "call.initiated"
+        and item.payload.get("direction") == "incoming"
+    )
 
 
 def _origin(item: Any) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from simulator.carrier import SimCall
 from simulator.expectations import Check
 from simulator.fake_telnyx import RequestRecord
@@ -34,7 +32,7 @@ def _command(record: RequestRecord) -> str:
 def _body_summary(record: RequestRecord) -> str:
     body = record.body if isinstance(record.body, dict) else {}
     if record.action == "speak":
-        return f" {json.dumps(str(body.get('payload', ''))[:60])}"
+        return f" ({len(str(body.get('payload', '')))} chars)"
     if record.action == "transfer":
         return f" to {body.get('to')}"
     if record.action == "playback_stop":

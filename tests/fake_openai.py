@@ -16,12 +16,17 @@ Usage::
         client = openai.OpenAI(api_key="test", base_url=fake.base_url)
         ...
         fake.requests[0]["messages"]           # every request body received, in order (also `history`)
+        fake.headers[0]["authorization"]       # their headers, lower-cased names
+        fake.wait_for_requests(2)              # block until two requests arrived (for threaded callers)
 
 Each request takes the next scripted behaviour; when the queue is empty it gets `default`
 (a "continue" reply with confidence 0.9 unless given), optionally after a random `default_delay_s`
-(a number, or a (low, high) range: a slow brain for benchmarks). Requests are recorded before the
-behaviour runs, so hung and failed attempts are counted too. `stop()` returns promptly even while
-requests hang: handler threads are daemons and every wait ends when the fake stops.
+(a number, or a (low, high) range: a slow brain for benchmarks); `default` can be reassigned at any
+time. `Status(429, retry_after_s=1)` adds a Retry-After header; `Delay` and `Trickle` take `then=`, the
+reply to send (a dict or text; `Delay` also accepts any other behaviour). Requests are recorded before
+the behaviour runs, so hung and failed attempts are counted too. `stop()` returns promptly even while
+requests hang: handler threads are daemons and every wait ends when the fake stops. Each answer closes
+its connection (HTTP/1.0), and the listen backlog is large enough for benchmark bursts.
 """
 
 from __future__ import annotations
@@ -94,13 +99,14 @@ class _Script:
     queue: deque = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> Any:
         with self.lock:
             self.requests.append(body)
             self.headers.append(headers)
+            self.lock.notify_all()
             if self.queue:
                 return self.queue.popleft()
         return self._default_behaviour()
@@ -217,6 +223,7 @@ def _content(behaviour: Any) -> str:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default 5 drops connections when a benchmark sends a burst
     block_on_close = False  # never wait for hung handlers on close
 
     def __init__(self, script: _Script):
@@ -277,6 +284,13 @@ class FakeOpenAI:
             return list(self._script.requests)
 
     history = requests
+
+    def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        """Block until at least `count` requests arrived; TimeoutError if they do not within `timeout_s`."""
+        with self._script.lock:
+            if not self._script.lock.wait_for(lambda: len(self._script.requests) >= count, timeout_s):
+                raise TimeoutError(f"fake openai got {len(self._script.requests)} requests, wanted {count}")
+            return list(self._script.requests)
 
     @property
     def headers(self) -> list[dict[str, str]]:
