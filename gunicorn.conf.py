@@ -15,3 +15,5 @@ timeout = 30
 graceful_timeout = 20
 keepalive = 5
 accesslog = None
+# No control socket: it lives at one fixed path per user, which clashes when several instances run.
+control_socket_disable = True

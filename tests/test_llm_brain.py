@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 from fake_openai import DISCONNECT, HANG, Delay, FakeOpenAI, Status, Trickle
 
@@ -246,3 +249,51 @@ def test_build_brain_picks_by_environment(env, ai, kind, caplog):
     expected = "brain: LLM" if kind is LLMBrain else "brain: offline intent matcher"
     assert expected in caplog.text
     assert FAKE_KEY not in caplog.text
+
+
+# ---------------------------------------------------------------- the fake itself (other suites rely on it)
+
+
+def test_fake_answers_like_the_real_api(fake):
+    response = requests.post(f"{fake.base_url}/chat/completions", json={"model": "m", "messages": []}, timeout=5)
+    body = response.json()
+    assert response.status_code == 200
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    assert body["model"] == "m" and body["choices"][0]["finish_reason"] == "stop"
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert json.loads(body["choices"][0]["message"]["content"])["confidence"] == 0.9
+    assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+
+
+def test_fake_error_status_has_an_openai_error_body(fake):
+    fake.enqueue(Status(429, retry_after_s=2))
+    response = requests.post(f"{fake.base_url}/chat/completions", json={}, timeout=5)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "2"
+    assert response.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_fake_default_delay_range_slows_default_replies(make_brain):
+    with FakeOpenAI(default=GOOD, default_delay_s=(0.2, 0.3)) as slow:
+        brain = LLMBrain(settings_for({"OPENAI_BASE_URL": slow.base_url}))
+        started = time.monotonic()
+        assert brain.reply([], "hi").reply == GOOD["reply"]
+        assert 0.2 <= time.monotonic() - started < 0.3 + MARGIN_S
+
+
+def test_fake_stops_promptly_while_requests_hang():
+    fake = FakeOpenAI().start()
+    fake.enqueue(HANG, HANG)
+    threads = [
+        threading.Thread(target=requests.post, args=(f"{fake.base_url}/chat/completions",), kwargs={"json": {}})
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    fake.wait_for_requests(2)
+    started = time.monotonic()
+    fake.stop()
+    assert time.monotonic() - started < 0.5
+    for thread in threads:
+        thread.join(timeout=2)
+        assert not thread.is_alive()
