@@ -61,6 +61,7 @@ def system_prompt(settings: Settings) -> str:
         "Your words are spoken aloud: answer in one or two short sentences of plain speech, "
         "with no markdown, lists, links or emoji. Only state facts given here; if you do not know, "
         "say so and offer to transfer the caller.",
+        _language(settings),
         _facts(settings),
         _departments(settings),
         _guidance(settings),
@@ -73,9 +74,13 @@ def _facts(settings: Settings) -> str:
     labels = {"name": "Name", "hours": "Hours", "address": "Address", "description": "About"}
     business = settings.get("business")
     lines = [f"- {label}: {business[key]}" for key, label in labels.items() if business.get(key)]
+    return "Business facts:\n" + "\n".join(lines)
+
+
+def _language(settings: Settings) -> str:
+    # The text-to-speech voice is chosen for one language, so the reply must be in it.
     language = settings.raw.get("assistant", {}).get("language")
-    speak = f"\nSpeak the language of the caller; the business's language is {language}." if language else ""
-    return "Business facts:\n" + "\n".join(lines) + speak
+    return f"Always reply in the language {language}." if language else ""
 
 
 def _departments(settings: Settings) -> str:
@@ -170,7 +175,7 @@ def describe(exc: openai.OpenAIError) -> str:
     return f"model API error ({type(exc).__name__})"
 
 
-def call_before(deadline: float, work: Callable[[], str]) -> str:
+def call_before(deadline: float, work: Callable[[], str | None]) -> str | None:
     """Run `work` in a daemon thread and stop waiting at the deadline, whatever the socket is doing.
 
     The SDK's timeout applies per read, so a server trickling bytes could hold a call for ever; here the

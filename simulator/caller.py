@@ -95,4 +95,6 @@ class Caller:
         call = self.call
         ringing = any(b.state == "bridging" for b in call.b_legs)
         listening = call.transcribing or step.kind != "say"
+        if step.after_failed_transfer and call.transfer_failed_at is None:
+            return False
         return call.answered and listening and not ringing and not call.speaking and self._replied()

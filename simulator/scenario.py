@@ -28,6 +28,8 @@ class Step:
     """One thing the caller does once the assistant has finished its turn (or, for barge-in, during it).
 
     Times are in scenario seconds, multiplied by the run's speed factor like speech durations.
+    `after_failed_transfer` makes the caller wait for a transfer to fail first (and the assistant to
+    speak after it), as a caller on hold would.
     """
 
     kind: str
@@ -36,6 +38,7 @@ class Step:
     pause_s: float = 0.3
     during_speech: bool = False
     after_s: float = 0.5
+    after_failed_transfer: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ def parse_step(item: Any) -> Step:
     if len(kinds) != 1:
         raise ScenarioError(f"a caller step needs exactly one of {STEP_KINDS}: {item!r}")
     kind = kinds[0]
-    options = {k: v for k, v in item.items() if k in ("confidence", "pause_s", "during_speech", "after_s")}
+    known = ("confidence", "pause_s", "during_speech", "after_s", "after_failed_transfer")
+    options = {k: v for k, v in item.items() if k in known}
     if kind == "hangup":
         options.update(item["hangup"] or {})
         return Step("hangup", **options)

@@ -1,13 +1,15 @@
 """Hand-written request checks for the Call Control actions the service uses, mirroring the official schema.
 
 Each action lists its fields as `name: rule`. A rule is a JSON type ("string", "integer", "boolean",
-"object", "array", "string|integer") optionally followed by allowed values after "=" (comma separated,
-or a named enum) or a range "int[lo..hi]" / "string[lo..hi]" (length). Nested objects are only checked
-for being objects or arrays; tests/test_simulator_spec.py proves these tables agree with the spec.
+"object", "array", "string|integer", or "uuid" for a string in UUID format), optionally followed by
+allowed values after "=" (separated by "|") or a range "integer[lo..hi]" / "string[lo..hi]" (length).
+Nested objects are only checked for being objects or arrays; tests/test_simulator_spec.py proves these
+tables agree with the spec.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,27 +19,27 @@ BAD_ENUM = "10032"
 OUT_OF_RANGE = "10033"
 
 SPEAK_LANGUAGES = (
-    "arb,cmn-CN,cy-GB,da-DK,de-DE,en-AU,en-GB,en-GB-WLS,en-IN,en-US,es-ES,es-MX,es-US,fr-CA,fr-FR,hi-IN,is-IS,"
-    "it-IT,ja-JP,ko-KR,nb-NO,nl-NL,pl-PL,pt-BR,pt-PT,ro-RO,ru-RU,sv-SE,tr-TR"
+    "arb|cmn-CN|cy-GB|da-DK|de-DE|en-AU|en-GB|en-GB-WLS|en-IN|en-US|es-ES|es-MX|es-US|fr-CA|fr-FR|hi-IN|is-IS|"
+    "it-IT|ja-JP|ko-KR|nb-NO|nl-NL|pl-PL|pt-BR|pt-PT|ro-RO|ru-RU|sv-SE|tr-TR"
 )
-TRANSCRIPTION_ENGINES = "Google,Telnyx,Deepgram,Azure,xAI,AssemblyAI,Speechmatics,Soniox,Parakeet,A,B"
+TRANSCRIPTION_ENGINES = "Google|Telnyx|Deepgram|Azure|xAI|AssemblyAI|Speechmatics|Soniox|Parakeet|A|B"
 
 COMMON = {"client_state": "string", "command_id": "string"}
 RECORDING = {
     "record": "string=record-from-answer",
-    "record_channels": "string=single,dual",
+    "record_channels": "string=single|dual",
     "record_custom_file_name": "string[1..40]",
-    "record_format": "string=wav,mp3",
+    "record_format": "string=wav|mp3",
     "record_max_length": "integer",
     "record_timeout_secs": "integer",
-    "record_track": "string=both,inbound,outbound",
+    "record_track": "string=both|inbound|outbound",
     "record_trim": "string=trim-silence",
 }
 WEBHOOK_ROUTING = {
     "webhook_url": "string",
-    "webhook_url_method": "string=POST,GET",
+    "webhook_url_method": "string=POST|GET",
     "webhook_urls": "object",
-    "webhook_urls_method": "string=POST,GET",
+    "webhook_urls_method": "string=POST|GET",
     "webhook_retries_policies": "object",
     "custom_headers": "array",
     "sip_headers": "array",
@@ -47,22 +49,23 @@ WEBHOOK_ROUTING = {
 ACTIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "answer": ((), {
         **COMMON, **RECORDING, **WEBHOOK_ROUTING,
-        "assistant": "object", "billing_group_id": "string", "conversation_relay_config": "object",
-        "deepfake_detection": "object", "preferred_codecs": "string=G722,PCMU,PCMA,G729,OPUS,VP8,H264",
+        "assistant": "object", "billing_group_id": "uuid", "conversation_relay_config": "object",
+        "deepfake_detection": "object",
+        "preferred_codecs": "string=G722,PCMU,PCMA,G729,OPUS,VP8,H264",  # sic: the spec's enum has this one value
         "send_silence_when_idle": "boolean",
-        "stream_bidirectional_codec": "string=PCMU,PCMA,G722,OPUS,AMR-WB,L16",
-        "stream_bidirectional_mode": "string=mp3,rtp",
-        "stream_bidirectional_target_legs": "string=both,self,opposite",
-        "stream_codec": "string=PCMU,PCMA,G722,OPUS,AMR-WB,L16,default",
-        "stream_track": "string=inbound_track,outbound_track,both_tracks",
+        "stream_bidirectional_codec": "string=PCMU|PCMA|G722|OPUS|AMR-WB|L16",
+        "stream_bidirectional_mode": "string=mp3|rtp",
+        "stream_bidirectional_target_legs": "string=both|self|opposite",
+        "stream_codec": "string=PCMU|PCMA|G722|OPUS|AMR-WB|L16|default",
+        "stream_track": "string=inbound_track|outbound_track|both_tracks",
         "stream_url": "string", "transcription": "boolean", "transcription_config": "object",
     }),
-    "reject": (("cause",), {**COMMON, "cause": "string=CALL_REJECTED,USER_BUSY"}),
+    "reject": (("cause",), {**COMMON, "cause": "string=CALL_REJECTED|USER_BUSY"}),
     "hangup": ((), {**COMMON, "custom_headers": "array"}),
     "speak": (("payload", "voice"), {
         **COMMON, "payload": "string", "voice": "string", "language": "string=" + SPEAK_LANGUAGES,
-        "loop": "string|integer", "payload_type": "string=text,ssml", "service_level": "string=basic,premium",
-        "stop": "string", "target_legs": "string=self,opposite,both", "voice_settings": "object",
+        "loop": "string|integer", "payload_type": "string=text|ssml", "service_level": "string=basic|premium",
+        "stop": "string", "target_legs": "string=self|opposite|both", "voice_settings": "object",
     }),
     "transcription_start": ((), {
         **COMMON, "transcription_engine": "string=" + TRANSCRIPTION_ENGINES,
@@ -74,13 +77,13 @@ ACTIONS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
         **COMMON, **RECORDING, **WEBHOOK_ROUTING,
         "to": "string", "from": "string", "from_display_name": "string", "target_leg_client_state": "string",
         "timeout_secs": "integer", "time_limit_secs": "integer[30..14400]",
-        "answering_machine_detection": "string=premium,detect,detect_beep,detect_words,greeting_end,disabled",
+        "answering_machine_detection": "string=premium|detect|detect_beep|detect_words|greeting_end|disabled",
         "answering_machine_detection_config": "object", "audio_url": "string", "media_name": "string",
-        "early_media": "boolean", "media_encryption": "string=disabled,SRTP,DTLS",
-        "mute_dtmf": "string=none,both,self,opposite", "park_after_unbridge": "string", "preferred_codecs": "string",
-        "privacy": "string=id,none", "send_digits_on_answer": "string", "sip_auth_password": "string",
-        "sip_auth_username": "string", "sip_region": "string=US,Europe,Canada,Australia,Middle East",
-        "sip_transport_protocol": "string=UDP,TCP,TLS",
+        "early_media": "boolean", "media_encryption": "string=disabled|SRTP|DTLS",
+        "mute_dtmf": "string=none|both|self|opposite", "park_after_unbridge": "string", "preferred_codecs": "string",
+        "privacy": "string=id|none", "send_digits_on_answer": "string", "sip_auth_password": "string",
+        "sip_auth_username": "string", "sip_region": "string=US|Europe|Canada|Australia|Middle East",
+        "sip_transport_protocol": "string=UDP|TCP|TLS",
     }),
 }
 
@@ -118,8 +121,8 @@ def check_field(name: str, value: Any, rule: str) -> Problem | None:
     kind, _, bounds = kind.partition("[")
     if not any(_is_type(value, t) for t in kind.split("|")):
         return Problem(BAD_REQUEST, "Invalid parameter type", f"'{name}' must be of type {kind}.", f"/{name}")
-    if allowed and value not in allowed.split(","):
-        return Problem(BAD_ENUM, "Invalid value", f"'{name}' must be one of: {allowed}.", f"/{name}")
+    if allowed and value not in allowed.split("|"):
+        return Problem(BAD_ENUM, "Invalid value", f"'{name}' must be one of: {allowed.replace('|', ', ')}.", f"/{name}")
     if bounds and not _within(value, bounds.rstrip("]")):
         return Problem(OUT_OF_RANGE, "Value out of range", f"'{name}' must be within [{bounds}.", f"/{name}")
     return None
@@ -130,8 +133,18 @@ def _is_type(value: Any, kind: str) -> bool:
         return not isinstance(value, bool) and (
             isinstance(value, int) or (isinstance(value, float) and value.is_integer())
         )
+    if kind == "uuid":
+        return isinstance(value, str) and _is_uuid(value)
     types = {"string": str, "boolean": bool, "object": dict, "array": list}
     return isinstance(value, types[kind])
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _within(value: Any, bounds: str) -> bool:

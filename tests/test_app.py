@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures import load_fixture, sign, with_ids
 
 from app import create_app
 from config import build_settings
+from fixtures import load_fixture, sign, with_ids
 
 CALL = "v3:Zq3Vx8LmR2tYp6KbN0cWd4HfJ9sTg1EuA7oXi5MlC3nB8vQy2rDkPw_FhSe"
 
@@ -70,7 +70,8 @@ def test_a_whole_conversation_turn(app, post_webhook, telnyx, brain):
     "mangle",
     [
         pytest.param(lambda raw, h: (raw.replace(b"incoming", b"outgoing"), h), id="tampered-body"),
-        pytest.param(lambda raw, h: (raw, {**h, "telnyx-timestamp": str(int(h["telnyx-timestamp"]) - 301)}), id="stale"),
+        pytest.param(lambda raw, h: (raw, {**h, "telnyx-timestamp": str(int(h["telnyx-timestamp"]) - 301)}),
+                     id="stale"),
         pytest.param(lambda raw, h: (raw, {}), id="unsigned"),
         pytest.param(lambda raw, h: (raw, {"telnyx-timestamp": h["telnyx-timestamp"]}), id="no-signature"),
         pytest.param(lambda raw, h: (raw, {**h, "telnyx-signature-ed25519": "garbage"}), id="garbled"),
@@ -192,9 +193,8 @@ def test_body_without_event_id_is_deduplicated_by_its_bytes(app, post_webhook, t
 
 
 def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(app, post_webhook, telnyx, brain):
-    from spec import validate_request
-
     from brain import BrainReply
+    from spec import validate_request
 
     brain.enqueue(BrainReply("We're open Saturday nine to one, and weekdays from eight until five.", "continue", 0.9))
     brain.enqueue(BrainReply("Connecting you to billing.", "transfer", 0.9, "billing"))

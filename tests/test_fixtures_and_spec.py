@@ -6,11 +6,12 @@ import base64
 import json
 
 import pytest
-import spec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fixtures import encode, fixture_names, load_fixture, new_keypair, sign, signed, with_ids
 from jsonschema import ValidationError
+
+import spec
+from fixtures import encode, fixture_names, load_fixture, new_keypair, sign, signed, with_ids
 from spec import request_schema, validate_request, validate_webhook, webhook_schema
 
 CALL_FIXTURES = [

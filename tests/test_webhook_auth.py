@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from fixtures import new_keypair, sign
 
+from fixtures import new_keypair, sign
 from webhook_auth import SignatureError, WebhookVerifier, load_public_key
 
 NOW = 1_800_000_000

@@ -1,0 +1,169 @@
+"""The fake Telnyx API: answers, error envelopes, command_id dedup and fault injection, over real HTTP."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from simulator.carrier import Carrier, SimCall
+from simulator.fake_telnyx import FakeTelnyx, FaultPlan
+
+AUTH = {"Authorization": "Bearer test-key"}
+
+
+@pytest.fixture
+def carrier():
+    events: list = []
+    carrier = Carrier(events.append, speed=0.01)
+    carrier.events = events
+    yield carrier
+    carrier.scheduler.stop()
+
+
+@pytest.fixture
+def fake(carrier):
+    with FakeTelnyx(carrier, seed=7) as fake:
+        yield fake
+
+
+def post(fake: FakeTelnyx, call_control_id: str, action: str, body=None, headers=AUTH) -> requests.Response:
+    url = f"{fake.base_url}/calls/{call_control_id}/actions/{action}"
+    return requests.post(url, json=body if body is not None else {}, headers=headers, timeout=5)
+
+
+def new_call(carrier: Carrier, answered: bool = False, fake: FakeTelnyx | None = None) -> SimCall:
+    call = carrier.place_call("+13125550111", "+13125550100")
+    if answered:
+        assert post(fake, call.call_control_id, "answer", {"command_id": "answer-1"}).status_code == 200
+    return call
+
+
+def error_of(response: requests.Response) -> dict:
+    [error] = response.json()["errors"]
+    assert isinstance(error["code"], str)
+    return error
+
+
+def test_answer_is_acknowledged_with_the_real_success_body(fake, carrier):
+    call = new_call(carrier)
+    response = post(fake, call.call_control_id, "answer", {"command_id": "c1"})
+    assert (response.status_code, response.json()) == (200, {"data": {"result": "ok"}})
+    assert [e.event_type for e in carrier.events] == ["call.initiated", "call.answered"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}])
+def test_missing_or_malformed_bearer_is_401_10009(fake, carrier, headers):
+    response = post(fake, new_call(carrier).call_control_id, "answer", headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "10009"
+
+
+def test_unknown_action_is_404(fake, carrier):
+    response = post(fake, new_call(carrier).call_control_id, "dance")
+    assert response.status_code == 404
+
+
+def test_unknown_call_control_id_is_90015(fake):
+    response = post(fake, "v3:nope", "answer")
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "90015"
+
+
+def test_speak_before_answer_is_90034(fake, carrier):
+    response = post(fake, new_call(carrier).call_control_id, "speak", {"payload": "hi", "voice": "Telnyx.KokoroTTS.af"})
+    assert response.status_code == 422
+    assert error_of(response)["code"] == "90034"
+
+
+def test_second_transcription_start_is_90054(fake, carrier):
+    call = new_call(carrier, answered=True, fake=fake)
+    assert post(fake, call.call_control_id, "transcription_start", {"command_id": "t1"}).status_code == 200
+    response = post(fake, call.call_control_id, "transcription_start", {"command_id": "t2"})
+    assert (response.status_code, error_of(response)["code"]) == (422, "90054")
+
+
+def test_every_command_after_hangup_is_90018(fake, carrier):
+    call = new_call(carrier, answered=True, fake=fake)
+    assert post(fake, call.call_control_id, "hangup", {"command_id": "h1"}).status_code == 200
+    for action, body in [("speak", {"payload": "hi", "voice": "v"}), ("hangup", {}), ("transfer", {"to": "+1555"})]:
+        response = post(fake, call.call_control_id, action, body)
+        assert (response.status_code, error_of(response)["code"]) == (422, "90018"), action
+    assert carrier.events[-1].event_type == "call.hangup"
+    assert carrier.events[-1].payload["hangup_source"] == "callee"
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "code", "pointer"),
+    [
+        ("speak", {"voice": "Telnyx.KokoroTTS.af"}, "10004", "/payload"),
+        ("speak", {"payload": "hi", "voice": "v", "language": "klingon"}, "10032", "/language"),
+        ("speak", {"payload": 5, "voice": "v"}, "10015", "/payload"),
+        ("transfer", {}, "10004", "/to"),
+        ("transfer", {"to": "+15555550100", "timeout_secs": "thirty"}, "10015", "/timeout_secs"),
+        ("transcription_start", {"transcription_engine": "Whisper"}, "10032", "/transcription_engine"),
+        ("reject", {"cause": "BECAUSE"}, "10032", "/cause"),
+    ],
+)
+def test_invalid_body_is_422_naming_the_field(fake, carrier, action, body, code, pointer):
+    call = new_call(carrier, answered=True, fake=fake)
+    response = post(fake, call.call_control_id, action, body)
+    error = error_of(response)
+    assert (response.status_code, error["code"], error["source"]["pointer"]) == (422, code, pointer)
+
+
+def test_body_that_is_not_json_is_400(fake, carrier):
+    url = f"{fake.base_url}/calls/{new_call(carrier).call_control_id}/actions/answer"
+    response = requests.post(url, data=b"{nope", headers=AUTH, timeout=5)
+    assert (response.status_code, error_of(response)["code"]) == (400, "10015")
+
+
+def test_repeated_command_id_is_acknowledged_but_not_acted_on(fake, carrier):
+    call = new_call(carrier, answered=True, fake=fake)
+    body = {"payload": "Hello there", "voice": "Telnyx.KokoroTTS.af", "command_id": "speak-1"}
+    assert post(fake, call.call_control_id, "speak", body).status_code == 200
+    assert post(fake, call.call_control_id, "speak", body).status_code == 200
+    assert [s.text for s in call.speeches] == ["Hello there"]
+    assert [r.deduplicated for r in fake.requests_for(call.call_control_id, action="speak")] == [False, True]
+    assert fake.deduplicated == 1
+
+
+def test_command_id_dedup_is_per_call(fake, carrier):
+    first, second = new_call(carrier), new_call(carrier)
+    for call in (first, second):
+        assert post(fake, call.call_control_id, "answer", {"command_id": "same"}).status_code == 200
+    assert first.answered and second.answered
+    assert fake.deduplicated == 0
+
+
+def test_a_refused_command_does_not_burn_its_command_id(fake, carrier):
+    call = new_call(carrier)
+    body = {"payload": "hi", "voice": "v", "command_id": "early"}
+    assert post(fake, call.call_control_id, "speak", body).status_code == 422  # not answered yet
+    post(fake, call.call_control_id, "answer", {"command_id": "a"})
+    assert post(fake, call.call_control_id, "speak", body).status_code == 200
+    assert len(call.speeches) == 1
+
+
+def test_injected_faults_fail_a_command_once_then_let_the_retry_through(fake, carrier):
+    fake.faults = FaultPlan(error_rate=1.0, rate_limit_share=0.0)
+    call = new_call(carrier)
+    first = post(fake, call.call_control_id, "answer", {"command_id": "a1"})
+    retry = post(fake, call.call_control_id, "answer", {"command_id": "a1"})
+    assert first.status_code in (500, 503) and retry.status_code == 200
+    assert call.answered and fake.requests_for(call.call_control_id)[0].fault is not None
+
+
+def test_rate_limit_fault_sends_429_with_retry_after(fake, carrier):
+    fake.faults_by_action["answer"] = FaultPlan(error_rate=1.0, rate_limit_share=1.0, retry_after_s=3600)
+    response = post(fake, new_call(carrier).call_control_id, "answer", {"command_id": "a1"})
+    assert (response.status_code, error_of(response)["code"], response.headers["Retry-After"]) == (429, "10011", "3600")
+
+
+def test_ambiguous_fault_acts_then_fails_and_the_retry_is_deduplicated(fake, carrier):
+    fake.faults = FaultPlan(error_rate=1.0, ambiguous_share=1.0)
+    call = new_call(carrier)
+    assert post(fake, call.call_control_id, "answer", {"command_id": "a1"}).status_code == 503
+    assert call.answered
+    assert post(fake, call.call_control_id, "answer", {"command_id": "a1"}).status_code == 200
+    assert fake.deduplicated == 1 and call.duplicate_effects == 0
+    assert [e.event_type for e in carrier.events].count("call.answered") == 1
