@@ -8,7 +8,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from dialog import CallState, TurnRecord
+from call_state import CallState, TurnRecord
 from redact import mask_number, redact_text
 
 log = logging.getLogger(__name__)

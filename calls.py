@@ -7,7 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from dialog import CallState
+from call_state import CallState
 
 
 class SeenEvents:

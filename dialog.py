@@ -9,167 +9,32 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from typing import Any
 
-from brain import BrainReply, Turn
+from brain import Turn
+from call_state import LISTENING, CallState, Phase, TurnRecord
+from commands import (
+    Answer,
+    AskBrain,
+    BrainFailed,
+    BrainReplied,
+    CallExpired,
+    Command,
+    FinishCall,
+    Hangup,
+    Speak,
+    StartTimer,
+    StartTranscription,
+    StopPlayback,
+    StopTranscription,
+    TimerFired,
+    Transfer,
+    TransferFailed,
+)
 from config import Settings
 
-# ---------------------------------------------------------------- commands (what to do)
-
-
-@dataclass(frozen=True)
-class Answer:
-    pass
-
-
-@dataclass(frozen=True)
-class Speak:
-    text: str
-
-
-@dataclass(frozen=True)
-class StartTranscription:
-    pass
-
-
-@dataclass(frozen=True)
-class StopTranscription:
-    pass
-
-
-@dataclass(frozen=True)
-class StopPlayback:
-    pass
-
-
-@dataclass(frozen=True)
-class Transfer:
-    to: str
-    destination: str
-
-
-@dataclass(frozen=True)
-class Hangup:
-    pass
-
-
-@dataclass(frozen=True)
-class AskBrain:
-    utterance: str
-
-
-@dataclass(frozen=True)
-class StartTimer:
-    name: str
-    delay_s: float
-    token: int
-
-
-@dataclass(frozen=True)
-class FinishCall:
-    """The call is over: write its log line and forget it."""
-
-
-Command = Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
-Command = Command | AskBrain | StartTimer | FinishCall
-
-# ---------------------------------------------------------------- internal events (besides webhooks)
-
-
-@dataclass(frozen=True)
-class BrainReplied:
-    reply: BrainReply
-    event_type: str = "brain.replied"
-
-
-@dataclass(frozen=True)
-class BrainFailed:
-    reason: str
-    event_type: str = "brain.failed"
-
-
-@dataclass(frozen=True)
-class TimerFired:
-    name: str
-    token: int
-    event_type: str = "timer.fired"
-
-
-@dataclass(frozen=True)
-class SpeakFailed:
-    """A speak command was refused; treated as if its speech had ended, so the call never stalls."""
-
-    event_type: str = "speak.failed"
-
-
-@dataclass(frozen=True)
-class TransferFailed:
-    reason: str
-    event_type: str = "transfer.failed"
-
-
-@dataclass(frozen=True)
-class CallExpired:
-    """No hangup arrived within calls.max_call_age_s; the call is written off."""
-
-    event_type: str = "call.expired"
-
-
-# ---------------------------------------------------------------- state
-
-
-class Phase(Enum):
-    RINGING = "ringing"
-    CONVERSING = "conversing"
-    TRANSFERRING = "transferring"
-    BRIDGED = "bridged"
-    TAKING_MESSAGE = "taking_message"
-    ENDING = "ending"
-    ENDED = "ended"
-
-
-LISTENING = (Phase.CONVERSING, Phase.TAKING_MESSAGE)
 CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
-
-
-@dataclass
-class TurnRecord:
-    """One caller turn as the call log shows it."""
-
-    transcript: str
-    asr_confidence: float | None
-    received_at: float
-    brain_confidence: float | None = None
-    action: str | None = None
-    reply: str | None = None
-    responded_at: float | None = None
-
-
-@dataclass
-class CallState:
-    call_control_id: str
-    caller: str = ""
-    started_at: float = 0.0
-    phase: Phase = Phase.RINGING
-    ai: bool = True
-    speaking: int = 0
-    after_speech: Command | None = None
-    low_confidence_streak: int = 0
-    silence_token: int = 0
-    speech_token: int = 0
-    stale_speech_ends: int = 0
-    silence_reprompted: bool = False
-    transfer_attempted: bool = False
-    transfer_destination: str | None = None
-    outcome: str = "caller_hung_up"
-    escalation_reason: str | None = None
-    history: list[Turn] = field(default_factory=list)
-    turns: list[TurnRecord] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
-    last_event_at: float = 0.0
-
 
 # ---------------------------------------------------------------- policy (from config)
 

@@ -10,18 +10,16 @@ from typing import Any
 
 from brain import Brain, BrainError
 from call_log import CallLog, build_record
+from call_state import CallState
 from calls import CallRegistry, SeenEvents
-from config import Settings
-from dialog import (
+from commands import (
     Answer,
     AskBrain,
     BrainFailed,
     BrainReplied,
     CallExpired,
-    CallState,
     FinishCall,
     Hangup,
-    Policy,
     Speak,
     SpeakFailed,
     StartTimer,
@@ -31,8 +29,9 @@ from dialog import (
     TimerFired,
     Transfer,
     TransferFailed,
-    decide,
 )
+from config import Settings
+from dialog import Policy, decide
 from events import CallEvent, encode_client_state
 from telnyx_client import CallControl, TelnyxError, command_id_for
 from workers import Scheduler, SerialQueues

@@ -37,8 +37,8 @@ class CallView:
         return [speech.text for speech in self.call.speeches]
 
     def acted(self, action: str) -> list[RequestRecord]:
-        """Requests of one action that Telnyx acted on (200 and not a dedup)."""
-        return [r for r in self.requests if r.action == action and r.status == 200 and not r.deduplicated]
+        """Requests of one action that Telnyx acted on (not refused, not a dedup)."""
+        return [r for r in self.requests if r.action == action and r.acted]
 
 
 def outcome(call: SimCall) -> str:
@@ -50,11 +50,16 @@ def outcome(call: SimCall) -> str:
 
 
 def commands_after_hangup(view: CallView) -> int:
-    """Commands for leg A that arrived after the service had acknowledged the call.hangup webhook."""
+    """New commands for leg A that arrived after the service had acknowledged the call.hangup webhook.
+
+    A retry of a command_id Telnyx already acted on (answered by dedup) is not a new decision, so it
+    does not count.
+    """
     since = view.call.hangup_acked_at or view.call.ended_at
     if since is None:
         return 0
-    return sum(r.at > since for r in view.requests if r.call_control_id == view.call.call_control_id)
+    mine = [r for r in view.requests if r.call_control_id == view.call.call_control_id and not r.deduplicated]
+    return sum(r.at > since for r in mine)
 
 
 def check_call(view: CallView, expect: dict[str, Any]) -> list[Check]:

@@ -58,6 +58,7 @@ class RequestRecord:
     code: str | None = None
     deduplicated: bool = False
     fault: str | None = None
+    acted: bool = False  # the carrier applied it (even when an "ambiguous" fault then lost the answer)
 
 
 @dataclass
@@ -138,7 +139,9 @@ class FakeTelnyx:
         call_control_id, action = unquote(match["call_control_id"]), match["action"]
         reply, body, deduplicated, fault = self._process(call_control_id, action, headers, raw_body)
         code = reply.body["errors"][0]["code"] if "errors" in reply.body else None
-        record = RequestRecord(received_at, call_control_id, action, body, reply.status, code, deduplicated, fault)
+        acted = not deduplicated and (code is None or fault == "ambiguous")
+        record = RequestRecord(received_at, call_control_id, action, body, reply.status, code, deduplicated, fault,
+                               acted)
         with self._lock:
             self.records.append(record)
         return reply

@@ -8,16 +8,14 @@ from dataclasses import replace
 import pytest
 
 from brain import BrainReply
-from dialog import (
+from call_state import CallState, Phase
+from commands import (
     Answer,
     AskBrain,
     BrainFailed,
     BrainReplied,
-    CallState,
     FinishCall,
     Hangup,
-    Phase,
-    Policy,
     Speak,
     StartTimer,
     StartTranscription,
@@ -26,10 +24,8 @@ from dialog import (
     TimerFired,
     Transfer,
     TransferFailed,
-    asks_for_person,
-    decide,
-    in_canary,
 )
+from dialog import Policy, asks_for_person, decide, in_canary
 from events import CallEvent
 
 _ids = itertools.count()
