@@ -64,7 +64,7 @@ class LoadReport:
         ])
 
 
-def load_scenario(turns: int) -> Scenario:
+def generated_scenario(turns: int) -> Scenario:
     """`turns` questions answered from the business facts, then goodbye."""
     steps = [Step("say", QUESTIONS[i % len(QUESTIONS)], confidence=0.95) for i in range(turns)]
     steps.append(Step("say", "that's all thanks goodbye", confidence=0.95))
@@ -85,7 +85,7 @@ def run_load(calls: int = 20, concurrency: int = 5, turns: int = 2, *, service_u
             service = stack.enter_context(start_service(network.service_env()))
             service_url = service.url
         network.webhook_url = f"{service_url.rstrip('/')}/webhooks/telnyx"
-        return _place_calls(network, calls, concurrency, load_scenario(turns), max_duration_s)
+        return _place_calls(network, calls, concurrency, generated_scenario(turns), max_duration_s)
 
 
 def _place_calls(network: Network, calls: int, concurrency: int, scenario: Scenario,
