@@ -15,6 +15,7 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from brain import Brain
+from brains import build_brain
 from config import Settings, build_settings, load_settings
 from events import BadEvent, parse_event
 from receptionist import Receptionist
@@ -35,7 +36,7 @@ def create_app(
     settings = _settings(config)
     configure_logging(settings.get("logging.level"))
     verifier = _verifier(settings)
-    receptionist = receptionist or Receptionist(settings, telnyx or _telnyx(settings), brain or _brain(settings))
+    receptionist = receptionist or Receptionist(settings, telnyx or _telnyx(settings), brain or build_brain(settings))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.get("webhook.max_body_bytes")
@@ -117,12 +118,6 @@ def _telnyx(settings: Settings) -> TelnyxClient:
         max_backoff=settings.get("telnyx.max_backoff_s"),
         pool_size=settings.get("calls.workers"),
     )
-
-
-def _brain(settings: Settings) -> Brain:
-    from brains import build_brain  # the brains module pulls in openai only when it is needed
-
-    return build_brain(settings)
 
 
 def _with_body_hash(event, raw: bytes):
