@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -55,48 +56,62 @@ class SerialQueues:
                 log.exception("call=%s background work failed", key)
 
 
-class Scheduler:
-    """Runs small callbacks after a delay, from one thread (silence timers, guards, housekeeping)."""
+@dataclass(order=True)
+class Timer:
+    """A scheduled callback; `cancel()` makes it a no-op."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    deadline: float
+    order: int
+    callback: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    """Runs small callbacks after a delay from one daemon thread, so thousands of timers need no thousand threads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "scheduler"):
         self._clock = clock
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[Timer] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def call_later(self, delay_s: float, callback: Callable[[], None]) -> None:
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(self._clock() + max(0.0, delay_s), next(self._order), callback)
         with self._wake:
-            heapq.heappush(self._heap, (self._clock() + delay_s, next(self._order), callback))
+            heapq.heappush(self._heap, timer)
             self._wake.notify()
+        return timer
 
     def stop(self) -> None:
         with self._wake:
             self._stopped = True
             self._wake.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
 
     def _run(self) -> None:
         while True:
-            callback = self._next_due()
-            if callback is None:
+            timer = self._next_due()
+            if timer is None:
                 return
+            if timer.cancelled:
+                continue
             try:
-                callback()
-            except Exception:  # a timer must never kill the scheduler thread
+                timer.callback()
+            except Exception:  # a broken callback must not stop every other call's clock
                 log.exception("scheduled callback failed")
 
-    def _next_due(self) -> Callable[[], None] | None:
+    def _next_due(self) -> Timer | None:
         with self._wake:
             while not self._stopped:
-                if not self._heap:
-                    self._wake.wait()
-                    continue
-                due, _, callback = self._heap[0]
-                wait = due - self._clock()
-                if wait <= 0:
-                    heapq.heappop(self._heap)
-                    return callback
-                self._wake.wait(wait)
+                wait = self._heap[0].deadline - self._clock() if self._heap else None
+                if wait is not None and wait <= 0:
+                    return heapq.heappop(self._heap)
+                self._wake.wait(timeout=wait)
             return None

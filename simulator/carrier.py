@@ -17,7 +17,7 @@ from typing import Any
 
 from simulator import events
 from simulator.events import Leg, WebhookEvent
-from simulator.scheduler import Scheduler, Timer
+from workers import Scheduler, Timer
 
 CALL_ENDED = "90018"
 UNKNOWN_CALL = "90015"

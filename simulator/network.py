@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from simulator.carrier import Carrier
 from simulator.delivery import DeliveryOptions, WebhookDelivery
 from simulator.fake_telnyx import FakeTelnyx, FaultPlan
-from simulator.scheduler import Scheduler
 from simulator.signing import WebhookSigner
+from workers import Scheduler
 
 SIMULATED_API_KEY = "simulated-key"
 
