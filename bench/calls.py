@@ -1,0 +1,196 @@
+"""Whole calls through the simulated network against the service under gunicorn: the harness behind goals 2-6.
+
+One run places `calls` scripted calls, `concurrency` at a time, their starts spread over `ramp_s` (a real
+switchboard does not get every call in the same millisecond), and returns what the simulator's load report
+says plus what only the bench sees: turn latency from the moment the transcript webhook was POSTed, the
+service worker's CPU and resident memory, and how busy the simulator itself was.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+
+import requests
+
+from bench import servers
+from bench.procstat import CpuMeter, rss_mib, thread_count
+from bench.stats import percentiles
+from simulator.delivery import DeliveryOptions
+from simulator.load import QUESTIONS, build_report
+from simulator.network import Network, NetworkOptions
+from simulator.runner import ScenarioResult, run_scenario
+from simulator.scenario import Scenario, Step
+
+SLOW_BRAIN_DELAY_S = (1.0, 3.0)
+# The shipped silence timeout (config.example.yml); the simulator's demo shortens it for sped-up speech.
+SERVICE_OVERRIDES = {"dialog.silence_timeout_s": 10}
+GOODBYE = "that's all thanks goodbye"
+
+
+@dataclass(frozen=True)
+class CallLoad:
+    """One run's shape. `speed` scales speech durations (1.0 = real time); `turns` questions, then goodbye."""
+
+    concurrency: int
+    calls: int
+    turns: int = 4
+    speed: float = 1.0
+    ramp_s: float = 10.0
+    brain: str = "instant"  # or "slow": the LLM brain against a fake OpenAI server answering in 1-3 s
+    hold_s: float = 0.0  # scenario seconds every caller waits, mid-call, after its questions
+    max_duration_s: float = 150.0
+
+
+def scenario(load: CallLoad) -> Scenario:
+    """Questions answered from the business facts, an optional pause, goodbye, and the caller hangs up.
+
+    The intent brain ends the call itself on goodbye; the LLM brain's scripted reply just carries on, so
+    the caller hangs up once it has been answered. Either way every caller turn must get its reply.
+    """
+    steps = [Step("say", QUESTIONS[i % len(QUESTIONS)], confidence=0.95) for i in range(load.turns)]
+    if load.hold_s:
+        steps.append(Step("wait_s", pause_s=load.hold_s))
+    steps += [Step("say", GOODBYE, confidence=0.95), Step("hangup")]
+    return Scenario("bench", steps=tuple(steps), timeout_s=90.0, expect={"max_commands_after_hangup": 0})
+
+
+class Sampler:
+    """Polls the service every `interval_s`: live calls, queued events, the worker's RSS and threads."""
+
+    def __init__(self, server: servers.Server, interval_s: float = 0.5):
+        self.server, self.interval_s = server, interval_s
+        self.samples: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def sample(self) -> dict:
+        try:
+            health = self.server.health()
+        except (requests.RequestException, ValueError):
+            health = {}
+        pid = self.server.worker_pid
+        return {"at": time.monotonic(), "live_calls": health.get("live_calls"), "queued": health.get("queued_events"),
+                "rss_mib": round(rss_mib(pid), 2), "threads": thread_count(pid)}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.samples.append(self.sample())
+
+    def peak(self) -> dict:
+        """The sample with the most live calls (the latest such one: by then every one of them has spoken)."""
+        live = [s for s in self.samples if s["live_calls"] is not None]
+        return max(reversed(live), key=lambda s: s["live_calls"], default={})
+
+
+def run(load: CallLoad, *, during=None) -> dict:
+    """Place the calls and measure; `during(server)` may return a context manager held while calls run."""
+    options = NetworkOptions(speed=load.speed,
+                             delivery=DeliveryOptions(workers=min(256, max(32, load.concurrency))))
+    with ExitStack() as stack:
+        network = stack.enter_context(Network(options))
+        server = stack.enter_context(servers.service(_service_env(network, load, stack), SERVICE_OVERRIDES))
+        network.webhook_url = server.webhook_url
+        idle_rss = rss_mib(server.worker_pid)
+        with Sampler(server) as sampler, CpuMeter(server.worker_pid) as service_cpu, \
+                CpuMeter(os.getpid()) as sim_cpu, (during(server) if during else ExitStack()):
+            results, duration_s = place_calls(network, load)
+            network.delivery.wait_idle(timeout_s=10)
+            server.wait_drained(timeout_s=10)
+        after = sampler.sample()
+        return summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
+
+
+def _service_env(network: Network, load: CallLoad, stack: ExitStack) -> dict[str, str]:
+    env = network.service_env()
+    if load.brain == "slow":
+        sys.path.insert(0, str(servers.ROOT / "tests"))
+        from fake_openai import FakeOpenAI  # the test suite's fake: real HTTP, real openai client
+
+        fake = stack.enter_context(FakeOpenAI(default_delay_s=SLOW_BRAIN_DELAY_S))
+        env["OPENAI_BASE_URL"] = fake.base_url
+    return env
+
+
+def place_calls(network: Network, load: CallLoad) -> tuple[list[ScenarioResult], float]:
+    """The first wave's starts are spread over `ramp_s`; later calls start as earlier ones finish."""
+    started = time.monotonic()
+    give_up = started + load.max_duration_s
+    script = scenario(load)
+
+    def one_call(index: int) -> ScenarioResult | None:
+        if index < load.concurrency:
+            time.sleep(load.ramp_s * index / load.concurrency)
+        return run_scenario(network, script) if time.monotonic() < give_up else None
+
+    with ThreadPoolExecutor(max_workers=load.concurrency, thread_name_prefix="bench-call") as pool:
+        results = [r for r in pool.map(one_call, range(load.calls)) if r is not None]
+    return results, time.monotonic() - started
+
+
+def summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after) -> dict:
+    report = build_report(network, results, load.calls, duration_s)
+    caller_turns = sum(len(r.call.transcripts_sent) for r in results)
+    webhooks = sum(a.ok for a in network.delivery.log.attempts)
+    unanswered = [r for r in results if r.notes or _unanswered_turns(r, network)]
+    peak = sampler.peak()
+    return {
+        "load": asdict(load),
+        "report": report.as_dict(),
+        "lost": report.lost + len({id(r) for r in unanswered if r.passed}),
+        "duplicated": report.duplicated_commands + report.duplicate_effects,
+        "caller_turns": caller_turns,
+        "webhooks": webhooks,
+        "webhooks_per_s": round(webhooks / duration_s, 1),
+        "turn_from_post_ms": percentiles(_turns_from_post(results, network)),
+        "service_cpu_s": round(service_cpu.cpu_s, 3),
+        "service_cores": round(service_cpu.cores_busy, 3),
+        "cpu_ms_per_turn": round(service_cpu.cpu_s / max(1, caller_turns) * 1000, 2),
+        "cpu_us_per_webhook": round(service_cpu.cpu_s / max(1, webhooks) * 1e6),
+        "simulator_cores": round(sim_cpu.cores_busy, 3),
+        "rss_idle_mib": round(idle_rss, 2),
+        "rss_peak_live": peak,
+        "rss_max_mib": max((s["rss_mib"] for s in sampler.samples), default=None),
+        "rss_after": after,
+        "notes": sorted({note for r in unanswered for note in r.notes})[:5],
+    }
+
+
+def _unanswered_turns(result: ScenarioResult, network: Network) -> int:
+    """Caller turns with no `speak` after them (the caller gave up waiting, or the call ended first)."""
+    speaks = [r.at for r in network.fake.requests_for(result.call.call_control_id, action="speak")]
+    return sum(not any(at > sent for at in speaks) for sent in result.call.transcripts_sent)
+
+
+def _turns_from_post(results: list[ScenarioResult], network: Network) -> list[float]:
+    """From the first POST of each transcript webhook to the first `speak` arriving after it, in ms.
+
+    The simulator's own turn latency starts when the transcript is queued for delivery, so it also
+    counts time spent in the simulator's delivery pool; this one starts at the wire.
+    """
+    posts: dict[str, list[float]] = {}
+    for attempt in network.delivery.log.attempts:
+        if attempt.event_type == "call.transcription" and attempt.attempt == 1 and not attempt.duplicate:
+            posts.setdefault(attempt.call_control_id, []).append(attempt.started_at)
+    latencies = []
+    for result in results:
+        cid = result.call.call_control_id
+        speaks = sorted(r.at for r in network.fake.requests_for(cid, action="speak"))
+        for posted in sorted(posts.get(cid, [])):
+            later = [at for at in speaks if at > posted]
+            if later:
+                latencies.append((later[0] - posted) * 1000)
+    return latencies

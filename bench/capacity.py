@@ -1,0 +1,42 @@
+"""Goal 3: the most concurrent calls the service holds with ack p99 under 200 ms, nothing lost or duplicated.
+
+Steps up through `STEPS` with the standard call shape (real-time pace, several turns each) and stops at
+the first step that fails. A step where the simulator itself used a whole core is flagged: past that
+point the load generator, not the service, may be what failed.
+"""
+
+from __future__ import annotations
+
+from bench import calls, turns
+
+STEPS = (50, 100, 200, 300, 400, 500, 600)
+ACK_P99_LIMIT_MS = 200.0
+SIMULATOR_SATURATED_CORES = 0.9
+
+
+def verdict(run: dict) -> dict:
+    """Whether one step passed, and why not."""
+    ack_p99 = run["report"]["webhook_ack_ms"]["p99"]
+    reasons = []
+    if ack_p99 is None or ack_p99 >= ACK_P99_LIMIT_MS:
+        reasons.append(f"ack p99 {ack_p99:.0f} ms" if ack_p99 is not None else "no acks")
+    if run["lost"]:
+        reasons.append(f"{run['lost']} lost")
+    if run["duplicated"]:
+        reasons.append(f"{run['duplicated']} duplicated")
+    return {"concurrency": run["load"]["concurrency"], "passed": not reasons, "reasons": reasons,
+            "simulator_saturated": run["simulator_cores"] >= SIMULATOR_SATURATED_CORES}
+
+
+def run(cache: dict[int, dict], steps: tuple[int, ...] = STEPS, log=print) -> dict:
+    held = 0
+    verdicts = []
+    for step in steps:
+        if step not in cache:
+            cache[step] = calls.run(turns.load_for(step))
+            log("  " + turns.one_line(cache[step]))
+        verdicts.append(verdict(cache[step]))
+        if not verdicts[-1]["passed"]:
+            break
+        held = step
+    return {"steps": verdicts, "held": held, "cap": max(steps), "limit_ms": ACK_P99_LIMIT_MS}

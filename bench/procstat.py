@@ -1,0 +1,91 @@
+"""What /proc says about a process (CPU seconds, resident memory) and about the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (which may contain spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (utime + stime)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS from /proc/<pid>/status, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for pid {pid}")
+
+
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process (the gunicorn worker is the master's child)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat_fields(int(entry))[1]) == pid:
+                found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return sorted(found)
+
+
+def worker_pid(master_pid: int) -> int:
+    """The single gunicorn worker of a master started with workers = 1."""
+    workers = children(master_pid)
+    if len(workers) != 1:
+        raise RuntimeError(f"expected one gunicorn worker under pid {master_pid}, found {workers}")
+    return workers[0]
+
+
+def machine() -> dict[str, str | int]:
+    """Cores, CPU model, memory, Python and kernel, for the report's header."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or "unknown")
+    mem_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:"))
+    return {
+        "cores": os.cpu_count() or 0,
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+class CpuMeter:
+    """CPU seconds a process used between `start()` and `stop()`, next to the wall-clock time."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.cpu_s = self.wall_s = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._cpu0, self._wall0 = cpu_seconds(self.pid), time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu_s = cpu_seconds(self.pid) - self._cpu0
+        self.wall_s = time.monotonic() - self._wall0
+
+    @property
+    def cores_busy(self) -> float:
+        """Average cores used over the interval."""
+        return self.cpu_s / self.wall_s if self.wall_s else 0.0

@@ -1,0 +1,167 @@
+"""Where the service's CPU goes: py-spy samples the gunicorn worker from outside.
+
+Only stacks holding the GIL are kept (`--gil`): one worker process runs Python on at most one core at a
+time, so the GIL's time is what sets capacity. py-spy pauses the worker for each sample, so the run being
+profiled is not one whose latency the report quotes.
+
+py-spy is installed into the bench's own environment on first use (it is not in requirements-dev.txt).
+Stacks are folded into what a reader cares about: the webhook request (gunicorn, Flask, the route's
+verify / parse / dedupe / hand-off), the per-call workers (dialog, brain, Call Control HTTP, logging),
+and everything else.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SAMPLE_HZ = 250
+
+# (label, a frame that marks a stack as belonging to it). First match wins, so the order matters.
+AREAS = (
+    ("webhook route: telnyx_webhook", "telnyx_webhook (app.py"),
+    ("webhook request: gunicorn + Flask around the route", "handle (gunicorn/workers/gthread.py"),
+    ("call workers: turns (dialog, brain, Call Control)", "_drain (workers.py"),
+    ("gunicorn: accept / poll / keep-alive", "gunicorn/workers/gthread.py"),
+    ("timers (scheduler thread)", "_run (workers.py"),
+)
+# Inside the outgoing Call Control requests: where the HTTP client spends its time.
+HTTP_PARTS = (
+    ("proxy / netrc lookups from the environment (requests trust_env)", ("merge_environment_settings",
+                                                                          "get_netrc_auth", "get_environ_proxies")),
+    ("cookie handling", ("cookies.py", "cookiejar.py")),
+    ("response header parsing (http.client / email)", ("parse_headers", "email/")),
+    ("request preparation (requests)", ("prepare_request", "models.py")),
+    ("urllib3 connection pool", ("urllib3/",)),
+    ("socket send / receive", ("socket.py", "http/client.py")),
+)
+# Parts of interest inside an area: (label, frame substring). A stack counts for the first that matches.
+PARTS = (
+    ("Ed25519 signature check", "verify (webhook_auth.py"),
+    ("JSON parse of the event", "parse_event (events.py"),
+    ("dedupe + queue (receptionist.accept)", "accept (receptionist.py"),
+    ("jsonify response", "jsonify (flask"),
+    ("logging", "logging/__init__.py"),
+    ("Call Control HTTP (requests/urllib3)", "_post (telnyx_client.py"),
+    ("brain (intent matcher)", "intent_brain.py"),
+    ("brain (LLM client)", "llm_brain.py"),
+    ("dialog.decide", "decide (dialog.py"),
+    ("call log write", "call_log.py"),
+    ("werkzeug request parsing", "werkzeug/"),
+    ("Flask dispatch", "flask/app.py"),
+    ("gunicorn HTTP parser", "gunicorn/http/"),
+)
+
+
+def py_spy() -> str | None:
+    """The py-spy executable beside this Python, installed with pip when it is missing; None if impossible."""
+    found = Path(sys.executable).parent / "py-spy"
+    if not found.exists():
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                            "py-spy"], check=True, timeout=300, capture_output=True)
+        except (subprocess.SubprocessError, OSError):
+            return shutil.which("py-spy")
+    return str(found) if found.exists() else shutil.which("py-spy")
+
+
+@contextmanager
+def record(pid: int, seconds: float, result: dict) -> Iterator[None]:
+    """Sample `pid` for `seconds` while the body runs; fill `result` with the folded summary."""
+    executable = py_spy()
+    if executable is None:
+        result["error"] = "py-spy is not available (pip install py-spy failed)"
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+        raw = Path(tmp) / "stacks.txt"
+        command = [executable, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+                   "--rate", str(SAMPLE_HZ), "--format", "raw", "--gil", "--output", str(raw)]
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            yield
+        finally:
+            try:
+                _, err = spy.communicate(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                _, err = spy.communicate()
+        if raw.exists():
+            result.update(summarise(raw.read_text()))
+            result["sample_hz"] = SAMPLE_HZ
+            result["gil_busy"] = round(result["samples"] / (SAMPLE_HZ * max(1, round(seconds))), 3)
+        else:
+            result["error"] = f"py-spy wrote nothing: {err.decode(errors='replace')[-300:]}"
+
+
+def summarise(folded: str, top: int = 12) -> dict:
+    """Shares of all samples by area, by part within each area, and the hottest leaf functions."""
+    stacks = _parse(folded)
+    total = sum(stacks.values()) or 1
+    areas: Counter = Counter()
+    parts: dict[str, Counter] = {}
+    leaves: Counter = Counter()
+    http: Counter = Counter()
+    for stack, count in stacks.items():
+        if any("_post (telnyx_client.py" in frame for frame in stack):
+            http[_http_part(stack)] += count
+        area = next((label for label, mark in AREAS if any(mark in frame for frame in stack)), "other")
+        areas[area] += count
+        part = next((label for label, mark in PARTS if any(mark in frame for frame in stack)), "rest")
+        parts.setdefault(area, Counter())[part] += count
+        leaves[stack[-1]] += count
+    share = lambda n: round(100 * n / total, 1)  # noqa: E731 - a one-line helper reads best here
+    return {
+        "samples": total,
+        "areas": {label: share(n) for label, n in areas.most_common()},
+        "parts": {area: {label: share(n) for label, n in counter.most_common()} for area, counter in parts.items()},
+        "call_control_http": {label: share(n) for label, n in http.most_common()},
+        "hottest_functions": {frame: share(n) for frame, n in leaves.most_common(top)},
+    }
+
+
+def _http_part(stack: tuple[str, ...]) -> str:
+    for label, marks in HTTP_PARTS:
+        if any(mark in frame for frame in stack for mark in marks):
+            return label
+    return "rest (requests Session.request, JSON encoding)"
+
+
+def _parse(folded: str) -> Counter:
+    """py-spy's raw format: `frame;frame;...;leaf count` per line, root first."""
+    stacks: Counter = Counter()
+    for line in folded.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks[tuple(stack.split(";"))] += int(count)
+    return stacks
+
+
+def route(seconds: float = 8.0, rate: float = 300.0) -> dict:
+    """The webhook path alone: realistic signed webhooks at a fixed rate (see ack.py)."""
+    from bench import ack, servers
+    from bench.rategen import Generator
+
+    result: dict = {"load": f"{rate:.0f} webhooks/s for {seconds:.0f} s (call.initiated, call.answered, call.hangup)"}
+    with ack.ack_network() as (network, capture), Generator() as generator, \
+            servers.service(network.service_env()) as service:
+        shots = ack.call_shots(network, capture, service.webhook_url, rate, seconds + 1)
+        with record(service.worker_pid, seconds, result):
+            ack.measure_rate(generator, service, shots, rate)
+    return result
+
+
+def turns(concurrency: int = 100, seconds: float = 10.0) -> dict:
+    """Whole calls: webhooks plus the per-call workers that run each turn and send its commands."""
+    from bench import calls
+
+    load = calls.CallLoad(concurrency=concurrency, calls=concurrency, turns=3, speed=0.5, ramp_s=2.0)
+    result: dict = {"load": f"{concurrency} concurrent calls, speech at 2x real pace, {seconds:.0f} s sampled"}
+    calls.run(load, during=lambda server: record(server.worker_pid, seconds, result))
+    return result

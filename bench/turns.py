@@ -1,0 +1,39 @@
+"""Goal 2: per-turn overhead with the instant (offline intent) brain at 1, 10, 50 and 200 concurrent calls.
+
+A turn runs from the caller's final transcript webhook leaving the simulator to the `speak` command
+arriving at the fake Telnyx. Calls talk at real-time speech pace (speed 1.0); the single-call row plays
+speech 20x faster so that a handful of sequential calls give enough turns.
+"""
+
+from __future__ import annotations
+
+from bench import calls
+
+LEVELS = (1, 10, 50, 200)
+TURNS = 4
+
+
+def load_for(concurrency: int) -> calls.CallLoad:
+    """The standard call-load shape at one concurrency, shared with the capacity sweep and the slow brain."""
+    if concurrency == 1:
+        return calls.CallLoad(concurrency=1, calls=6, turns=6, speed=0.05, ramp_s=0.0)
+    return calls.CallLoad(concurrency=concurrency, calls=concurrency, turns=TURNS, speed=1.0,
+                          ramp_s=min(10.0, concurrency / 20))
+
+
+def run(cache: dict[int, dict], levels: tuple[int, ...] = LEVELS, log=print) -> list[dict]:
+    """One run per level (reusing any already in `cache`); each row is the full run record."""
+    rows = []
+    for level in levels:
+        if level not in cache:
+            cache[level] = calls.run(load_for(level))
+            log("  " + one_line(cache[level]))
+        rows.append(cache[level])
+    return rows
+
+
+def one_line(run: dict) -> str:
+    r = run["report"]
+    return (f"calls {run['load']['concurrency']:4}: turn p99 {r['turn_latency_ms']['p99']:.1f} ms  "
+            f"ack p99 {r['webhook_ack_ms']['p99']:.1f} ms  lost {run['lost']}  dup {run['duplicated']}  "
+            f"cpu {run['cpu_ms_per_turn']} ms/turn  sim {run['simulator_cores']} cores")
