@@ -29,8 +29,10 @@ lint: venv
 bench: venv
 	$(BIN)/python -m bench
 
+# Every reliability and security test, the long ones included; rewrites the figures table in RELIABILITY.md.
 soak: venv
-	$(BIN)/python -m pytest -m soak
+	$(BIN)/python -m pytest -m "soak or not soak" tests/test_security_*.py tests/test_reliability_*.py \
+		--figures-md RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -84,3 +84,28 @@ def post_webhook(client, keypair):
         return client.post("/webhooks/telnyx", data=raw, headers=headers, content_type="application/json")
 
     return post
+
+
+# ---------------------------------------------------------------- reliability figures (tests/figures.py)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--figures-md", default=None, help="rewrite the figures table in this Markdown file")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from figures import FIGURES, table
+
+    if FIGURES:
+        terminalreporter.section("reliability figures (attempted vs handled)")
+        terminalreporter.write_line(table(FIGURES))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from datetime import UTC, datetime
+
+    from figures import FIGURES, rewrite
+
+    target = session.config.getoption("--figures-md")
+    if target and FIGURES:
+        rewrite(Path(target), FIGURES, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
