@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
+# Unix seconds have 10 digits until the year 2286; a longer "timestamp" is an attack on int(), not a clock.
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class SignatureError(Exception):
@@ -41,7 +43,7 @@ class WebhookVerifier:
         """Return quietly for an authentic, fresh webhook; raise SignatureError otherwise."""
         signature = _single_header(headers, SIGNATURE_HEADER)
         timestamp = _single_header(headers, TIMESTAMP_HEADER)
-        if not timestamp.isascii() or not timestamp.isdigit():
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > MAX_TIMESTAMP_DIGITS:
             raise SignatureError("timestamp is not unix seconds")
         if abs(self.clock() - int(timestamp)) > self.tolerance_s:
             raise SignatureError("timestamp outside the allowed window")
