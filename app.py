@@ -38,19 +38,26 @@ def create_app(
     verifier = _verifier(settings)
     receptionist = receptionist or Receptionist(settings, telnyx or _telnyx(settings), brain or build_brain(settings))
 
+    max_body_bytes = settings.get("webhook.max_body_bytes")
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.get("webhook.max_body_bytes")
+    # One byte over the limit: werkzeug refuses a larger Content-Length at once, but silently cuts a
+    # chunked body (no Content-Length) at the limit; reading one byte more lets the route see it was longer.
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     app.extensions["receptionist"] = receptionist
 
     @app.post("/webhooks/telnyx")
     def telnyx_webhook():
         raw = request.get_data(cache=False)
+        if len(raw) > max_body_bytes:
+            return json_error(413, "body too large")
         if verifier is not None:
             try:
                 verifier.verify(raw, request.headers)
             except SignatureError as exc:
                 log.warning("webhook rejected: %s", exc)
                 return json_error(401, "invalid signature")
+        if request.mimetype and not request.is_json:
+            return json_error(415, "webhooks are application/json")
         try:
             event = parse_event(raw, received_at=time.time())
         except BadEvent as exc:

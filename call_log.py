@@ -25,7 +25,7 @@ def build_record(state: CallState, ended_at: float, redact: bool = True) -> dict
         "outcome": state.outcome,
         "ai": state.ai,
         "transferred_to": state.transfer_destination if state.outcome == "transferred" else None,
-        "escalation_reason": state.escalation_reason,
+        "escalation_reason": _maybe(clean, state.escalation_reason),
         "turns": [_turn(turn, clean) for turn in state.turns],
         "messages": [clean(message) for message in state.messages],
     }
@@ -40,9 +40,15 @@ def _turn(turn: TurnRecord, clean) -> dict[str, Any]:
         "asr_confidence": turn.asr_confidence,
         "brain_confidence": turn.brain_confidence,
         "action": turn.action,
-        "reply": turn.reply,
+        "reply": _maybe(clean, turn.reply),
         "response_ms": latency,
     }
+
+
+def _maybe(clean, text: str | None) -> str | None:
+    # The assistant's replies and failure reasons can quote the caller (a model repeating a number
+    # back, a model error quoting its own output), so they are masked like transcripts.
+    return clean(text) if text is not None else None
 
 
 def _iso(timestamp: float) -> str | None:

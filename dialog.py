@@ -152,11 +152,23 @@ def on_transcription(state: CallState, event: Any, policy: Policy) -> list:
     if data.get("is_final") is not True:
         return []
     barge_in = interrupt(state)
-    confidence = data.get("confidence")
-    confidence = float(confidence) if isinstance(confidence, int | float) else None
-    turn = TurnRecord(text[:2000], confidence, event.received_at)
+    turn = TurnRecord(text[:2000], asr_confidence(data.get("confidence")), event.received_at)
     state.turns.append(turn)
     return barge_in + caller_turn(state, turn, policy)
+
+
+def asr_confidence(value: Any) -> float | None:
+    """A recogniser confidence in 0..1, or None (unknown) for anything else.
+
+    JSON numbers can be huge ints (float() overflows) or 1e400 (infinity); neither may crash the
+    worker or pass as certainty.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int) and not 0 <= value <= 1:
+        return None
+    value = float(value)
+    return value if 0.0 <= value <= 1.0 else None
 
 
 def on_dtmf(state: CallState, event: Any, policy: Policy) -> list:

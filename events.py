@@ -42,10 +42,7 @@ class CallEvent:
 
 def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
     """Parse a v2 webhook body; raise BadEvent for anything malformed."""
-    try:
-        body = json.loads(raw_body)
-    except (ValueError, RecursionError) as exc:
-        raise BadEvent("body is not valid JSON") from exc
+    body = _strict_json(raw_body)
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict):
         raise BadEvent("missing data object")
@@ -61,6 +58,27 @@ def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
     event_id = _text(data.get("id")) or ""
     occurred_at = _text(data.get("occurred_at")) or ""
     return CallEvent(event_id, event_type, call_control_id, payload, occurred_at, received_at)
+
+
+def _strict_json(raw_body: bytes) -> Any:
+    """RFC 8259 JSON in UTF-8 only: no NaN or Infinity, no lone surrogates.
+
+    Python's json accepts all three, and each would reach code that cannot handle it: NaN slips past
+    confidence comparisons, and a lone surrogate makes every later `.encode()` (command ids, URLs,
+    hashes, log lines) raise in the background worker.
+    """
+    try:
+        text = raw_body.decode("utf-8")
+        body = json.loads(text, parse_constant=_refuse_constant)
+        if "\\u" in text:  # only an escape can produce a lone surrogate; re-encoding finds one
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+        raise BadEvent("body is not valid JSON") from exc
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def encode_client_state(text: str) -> str:

@@ -131,6 +131,11 @@ class Receptionist:
     def _process(self, call_control_id: str, item: Any) -> None:
         state = self.calls.get(call_control_id)
         if state is None:
+            if _ends_call(item):
+                # The hangup overtook its call.initiated (Telnyx does not order webhooks): remember the call
+                # ended, so the late call.initiated cannot open a call that would then live until expiry.
+                self.calls.close(call_control_id)
+                return
             if not _starts_call(item):
                 log.debug("call=%s event=%s for no live call, ignored", call_control_id, item.event_type)
                 return
@@ -235,6 +240,10 @@ def _starts_call(item: Any) -> bool:
         and item.event_type == "call.initiated"
         and item.payload.get("direction") == "incoming"
     )
+
+
+def _ends_call(item: Any) -> bool:
+    return isinstance(item, CallEvent) and item.event_type == "call.hangup"
 
 
 def _origin(item: Any) -> str:

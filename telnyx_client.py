@@ -82,6 +82,7 @@ class TelnyxClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"Authorization": f"Bearer {api_key}", "Accept": "application/json"})
+        _read_environment_once(self.session, self.base_url)
 
     def answer(self, call_control_id: str, *, command_id: str, **body: Any) -> bool:
         return self._action(call_control_id, "answer", body, command_id)
@@ -144,6 +145,19 @@ class TelnyxClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.max_backoff))
         return delay
+
+
+def _read_environment_once(session: requests.Session, base_url: str) -> None:
+    """Take proxy and CA-bundle settings from the environment now, not on every request.
+
+    With `trust_env` on, requests scans the whole environment and stats netrc and CA files for each
+    command: about a quarter of the client's CPU per command (BENCHMARKS.md). HTTPS_PROXY, NO_PROXY
+    and REQUESTS_CA_BUNDLE still apply; they are read when the service starts.
+    """
+    from_env = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update(from_env["proxies"])
+    session.verify = from_env["verify"]
+    session.trust_env = False
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -33,7 +33,7 @@ FIGURES: list[Figure] = []
 
 def record(threat: str, attempted: int, handled: int, note: str = "") -> Figure:
     """Remember one figure for the current test; `handled` counts the attempts that came out safe."""
-    current = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+    current = os.environ.get("PYTEST_CURRENT_TEST", "? (call)").rsplit(" ", 1)[0]
     figure = Figure(threat, current, attempted, handled, note)
     FIGURES.append(figure)
     return figure

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import yaml
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from security_helpers import WEBHOOK, event, new_call_id, settle
 
 import app as app_module
 from config import ConfigError, build_settings
@@ -32,6 +31,7 @@ from fixtures import (
     sign,
     with_ids,
 )
+from security_helpers import WEBHOOK, event, new_call_id, settle
 from webhook_auth import WebhookVerifier
 
 ROOT = Path(__file__).resolve().parent.parent
