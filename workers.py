@@ -39,6 +39,11 @@ class SerialQueues:
         with self._lock:
             return sum(len(queue) for queue in self._queues.values())
 
+    def idle(self) -> bool:
+        """True when no key has an item queued or running."""
+        with self._lock:
+            return not self._queues
+
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
 

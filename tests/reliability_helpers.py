@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from flask import Flask
 from werkzeug.serving import make_server
 
 from receptionist import Receptionist
@@ -16,11 +17,15 @@ from receptionist import Receptionist
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def settle(receptionist: Receptionist, timeout_s: float = 5.0) -> None:
-    """Wait until no call has work queued or running; fail loudly when it does not happen in time."""
+def settle(target: Receptionist | Flask, timeout_s: float = 10.0) -> None:
+    """Wait until no call has work queued or running; fail loudly when it does not happen in time.
+
+    `target` is a Receptionist or an app made by create_app. The timeout is generous: CPU may be contended.
+    """
+    receptionist = target.extensions["receptionist"] if isinstance(target, Flask) else target
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if receptionist.queues.pending() == 0 and not receptionist.queues._queues:
+        if receptionist.queues.idle():
             return
         time.sleep(0.002)
     raise AssertionError(f"background work did not settle within {timeout_s} s: {receptionist.stats()}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,19 +33,6 @@ def event(name: str, call_control_id: str, **payload: Any) -> dict[str, Any]:
 def transcription(call_control_id: str, text: Any, confidence: Any = 0.93, is_final: Any = True) -> dict[str, Any]:
     data = {"transcript": text, "confidence": confidence, "is_final": is_final}
     return event("call_transcription", call_control_id, transcription_data=data)
-
-
-def settle(app, timeout: float = 10.0) -> None:
-    """Wait until the background workers have nothing queued or running (generous: CPU may be contended)."""
-    queues = app.extensions["receptionist"].queues
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with queues._lock:
-            idle = not queues._queues
-        if idle:
-            return
-        time.sleep(0.005)
-    raise AssertionError("background work did not settle")
 
 
 def background_failures(records: list[logging.LogRecord]) -> list[str]:

@@ -12,19 +12,9 @@ import pytest
 from app import create_app
 from config import build_settings
 from fixtures import load_fixture, sign, with_ids
+from reliability_helpers import settle
 
 CALL = "v3:Zq3Vx8LmR2tYp6KbN0cWd4HfJ9sTg1EuA7oXi5MlC3nB8vQy2rDkPw_FhSe"
-
-
-def settle(app, timeout: float = 3.0) -> None:
-    """Wait until the background workers have nothing queued or running."""
-    receptionist = app.extensions["receptionist"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if receptionist.queues.pending() == 0 and not receptionist.queues._queues:
-            return
-        time.sleep(0.005)
-    raise AssertionError("background work did not settle")
 
 
 def test_call_initiated_is_acknowledged_and_answered(app, post_webhook, telnyx):

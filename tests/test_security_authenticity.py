@@ -31,7 +31,8 @@ from fixtures import (
     sign,
     with_ids,
 )
-from security_helpers import WEBHOOK, event, new_call_id, settle
+from reliability_helpers import settle
+from security_helpers import WEBHOOK, event, new_call_id
 from webhook_auth import WebhookVerifier
 
 ROOT = Path(__file__).resolve().parent.parent
