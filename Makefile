@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -26,7 +28,11 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 
-bench: venv
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 # Every reliability and security test, the long ones included; rewrites the figures table in RELIABILITY.md.

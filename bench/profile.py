@@ -4,7 +4,7 @@ Only stacks holding the GIL are kept (`--gil`): one worker process runs Python o
 time, so the GIL's time is what sets capacity. py-spy pauses the worker for each sample, so the run being
 profiled is not one whose latency the report quotes.
 
-py-spy is installed into the bench's own environment on first use (it is not in requirements-dev.txt).
+py-spy comes from requirements-bench.txt, which `make bench` installs (tests do not need it).
 Stacks are folded into what a reader cares about: the webhook request (gunicorn, Flask, the route's
 verify / parse / dedupe / hand-off), the per-call workers (dialog, brain, Call Control HTTP, logging),
 and everything else.
@@ -60,14 +60,8 @@ PARTS = (
 
 
 def py_spy() -> str | None:
-    """The py-spy executable beside this Python, installed with pip when it is missing; None if impossible."""
+    """The py-spy executable beside this Python (`make bench` installs requirements-bench.txt), or on PATH."""
     found = Path(sys.executable).parent / "py-spy"
-    if not found.exists():
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                            "py-spy"], check=True, timeout=300, capture_output=True)
-        except (subprocess.SubprocessError, OSError):
-            return shutil.which("py-spy")
     return str(found) if found.exists() else shutil.which("py-spy")
 
 
@@ -76,7 +70,7 @@ def record(pid: int, seconds: float, result: dict) -> Iterator[None]:
     """Sample `pid` for `seconds` while the body runs; fill `result` with the folded summary."""
     executable = py_spy()
     if executable is None:
-        result["error"] = "py-spy is not available (pip install py-spy failed)"
+        result["error"] = "py-spy is not installed (make bench installs requirements-bench.txt)"
         yield
         return
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
