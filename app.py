@@ -18,7 +18,7 @@ from brain import Brain
 from brains import build_brain
 from config import Settings, build_settings, load_settings
 from events import BadEvent, parse_event
-from receptionist import Receptionist
+from receptionist import Receptionist, ServiceStopping
 from telnyx_client import CallControl, TelnyxClient
 from webhook_auth import SignatureError, WebhookVerifier, load_public_key
 
@@ -70,6 +70,11 @@ def create_app(
     @app.get("/healthz")
     def healthz():
         return jsonify(status="ok", **receptionist.stats())
+
+    @app.errorhandler(ServiceStopping)
+    def stopping(exc: ServiceStopping):
+        log.info("%s", exc)  # Telnyx delivers it again, to whichever process is serving by then
+        return json_error(503, "shutting down")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -220,7 +220,10 @@ def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> l
         return low_confidence(state, policy, "low brain confidence")
     state.low_confidence_streak = 0
     if reply.action == "transfer":
-        return escalate(state, policy, "brain chose transfer", reply.department, reply.reply)
+        # The brain's words may promise the department it named ("putting you through to +1 900 ...");
+        # when policy refuses that name, the caller hears the configured announcement instead.
+        words = reply.reply if reply.department is None or reply.department in policy.destinations else None
+        return escalate(state, policy, "brain chose transfer", reply.department, words)
     remember(state, reply.reply, turn)
     if reply.action == "end":
         return end_call(state, policy, reply.reply)

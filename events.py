@@ -8,6 +8,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+# Names the service gives its own events (commands.py) and transfer-leg events ("leg." + type, receptionist.py).
+# They share the dialog's handler table with webhooks, and their handlers read fields a webhook does not have.
+INTERNAL_EVENT_TYPES = frozenset(
+    {"brain.replied", "brain.failed", "timer.fired", "speak.failed", "transfer.failed", "call.expired"}
+)
+LEG_PREFIX = "leg."
+
 
 class BadEvent(ValueError):
     """The body is not a usable Telnyx v2 webhook; the message is safe to return to the sender."""
@@ -55,6 +62,8 @@ def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
         raise BadEvent("missing data.event_type")
     if not call_control_id:
         raise BadEvent("missing data.payload.call_control_id")
+    if event_type in INTERNAL_EVENT_TYPES or event_type.startswith(LEG_PREFIX):
+        raise BadEvent("data.event_type is reserved for the service's own events")
     event_id = _text(data.get("id")) or ""
     occurred_at = _text(data.get("occurred_at")) or ""
     return CallEvent(event_id, event_type, call_control_id, payload, occurred_at, received_at)

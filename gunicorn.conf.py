@@ -3,6 +3,12 @@
 One worker process, many threads: call state lives in that process's memory, so a second
 worker would not see the calls the first one holds. Threads keep webhook acknowledgements
 fast while replies are computed in the background.
+
+On SIGTERM (a deploy or a restart) the worker answers every request it has already accepted,
+refuses webhooks for calls it does not hold with 503 (Telnyx delivers them again), then gives
+the background work already queued, such as a reply being computed or a speak to send, up to
+`graceful_timeout - DRAIN_MARGIN_S` seconds to finish. Timers that have not fired are lost.
+See RELIABILITY.md for what a restart costs the calls in progress.
 """
 
 import os
@@ -17,3 +23,28 @@ keepalive = 5
 accesslog = None
 # No control socket: it lives at one fixed path per user, which clashes when several instances run.
 control_socket_disable = True
+
+# Kept back from graceful_timeout: about 2 s while gunicorn lets kept-alive connections finish, the
+# rest for a reply already running when the drain gives up. The master SIGKILLs at graceful_timeout.
+DRAIN_MARGIN_S = 5.0
+
+
+def _receptionist(worker):
+    """The Receptionist behind the worker's app, or None (app not loaded, or not ours)."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", None) or {}
+    return extensions.get("receptionist")
+
+
+def pre_request(worker, req):
+    """A request served after SIGTERM: from now on, calls this process does not hold are refused."""
+    receptionist = _receptionist(worker)
+    if not worker.alive and receptionist is not None:
+        receptionist.begin_shutdown()
+
+
+def worker_exit(server, worker):
+    """In the exiting worker, after its last request: finish the queued call work, bounded."""
+    receptionist = _receptionist(worker)
+    if worker.pid != os.getpid() or receptionist is None:
+        return  # the master also calls this hook when it reaps a worker
+    receptionist.drain(max(1.0, worker.cfg.graceful_timeout - DRAIN_MARGIN_S))

@@ -30,6 +30,8 @@ PLACEHOLDER_API_KEY = "not-needed"
 RETRY_PAUSE_S = 0.2
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 SNIPPET_CHARS = 40
+NOT_A_COMPLETION = "model API answer is not a chat completion"
+_MISSING = object()
 ROLES = {"caller": "user", "assistant": "assistant"}
 
 OUTPUT_FORMAT = """\
@@ -236,9 +238,27 @@ class LLMBrain:
         if remaining <= 0:
             raise BrainError("model deadline passed before the request")
         client = self._client.with_options(timeout=remaining, max_retries=0)
-        completion = client.chat.completions.create(
-            model=self._model, messages=messages, response_format={"type": "json_object"}
-        )
-        if not completion.choices:
-            raise BrainError("model returned no choices")
-        return completion.choices[0].message.content
+        try:
+            completion = client.chat.completions.create(
+                model=self._model, messages=messages, response_format={"type": "json_object"}
+            )
+        except ValueError as exc:  # the SDK's json.loads on a 200 whose body is not JSON (a cut-off answer)
+            raise BrainError(NOT_A_COMPLETION) from exc
+        return completion_content(completion)
+
+
+def completion_content(completion: Any) -> str | None:
+    """The first choice's text; BrainError when the answer is not a chat completion at all.
+
+    A proxy's error page or a half-compatible server can answer 200 with any body; the SDK then hands
+    back text, a list, or a completion with parts missing, instead of raising.
+    """
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list):
+        raise BrainError(NOT_A_COMPLETION)
+    if not choices:
+        raise BrainError("model returned no choices")
+    content = getattr(getattr(choices[0], "message", None), "content", _MISSING)
+    if content is not None and not isinstance(content, str):
+        raise BrainError(NOT_A_COMPLETION)
+    return content

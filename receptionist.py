@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,13 @@ log = logging.getLogger(__name__)
 
 TRANSFER_TAG = "xfer:"
 HOUSEKEEPING_S = 60.0
+# A caller still talking on a call this process holds no state for (it died with a previous worker).
+ORPHAN_EVENTS = frozenset({"call.transcription", "call.dtmf.received"})
+STATE_LOST = "call state lost (service restarted)"
+
+
+class ServiceStopping(Exception):
+    """The process is shutting down and will not take this event on; answer 503 so Telnyx delivers it again."""
 
 
 class LegEvent:
@@ -81,6 +89,7 @@ class Receptionist:
         self.call_log = CallLog(settings.get("call_log.path"))
         self.calls = CallRegistry(settings.get("calls.max_call_age_s"), clock=clock)
         self.seen = SeenEvents()
+        self._stopping = threading.Event()
         self.queues = SerialQueues(self._process, workers=settings.get("calls.workers"))
         self.scheduler = scheduler or Scheduler()
         self.scheduler.call_later(HOUSEKEEPING_S, self._housekeeping)
@@ -100,11 +109,17 @@ class Receptionist:
     # ------------------------------------------------------------ intake (request thread)
 
     def accept(self, event: CallEvent) -> bool:
-        """Queue a verified event for its call; False when it is a redelivery and was dropped."""
+        """Queue a verified event for its call; False when it is a redelivery and was dropped.
+
+        While shutting down, an event for a call this process does not know (a new call, above all) raises
+        ServiceStopping before it is marked seen: answering it here would strand the caller when we exit.
+        """
+        key, item = self._route(event)
+        if self.stopping and self.calls.get(key) is None and not self.calls.has_ended(key):
+            raise ServiceStopping(f"call={key} event={event.event_type} refused: shutting down")
         if not self.seen.first_time(event.event_id):
             log.info("call=%s event=%s duplicate id, dropped", event.call_control_id, event.event_type)
             return False
-        key, item = self._route(event)
         self.queues.submit(key, item)
         return True
 
@@ -122,9 +137,39 @@ class Receptionist:
     def stats(self) -> dict[str, int]:
         return {"live_calls": len(self.calls), "queued_events": self.queues.pending()}
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def shutdown(self) -> None:
         self.scheduler.stop()
         self.queues.shutdown(wait=True)
+
+    # ------------------------------------------------------------ graceful exit (see gunicorn.conf.py)
+
+    def begin_shutdown(self) -> None:
+        """From now on, refuse events of calls this process does not hold (ServiceStopping)."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            log.info("shutting down: live_calls=%d; new calls are refused with 503", len(self.calls))
+
+    def drain(self, timeout_s: float) -> bool:
+        """Finish the work already queued (brain replies, speaks) for up to `timeout_s`, then drop the rest.
+
+        Timers stop first: a silence reprompt or speech guard that has not fired is lost. False when
+        queued work had to be dropped; an item already running still finishes (or the master kills us).
+        """
+        self.begin_shutdown()
+        self.scheduler.stop()
+        started = time.monotonic()
+        finished = self.queues.wait_idle(timeout_s)
+        dropped = {} if finished else self.queues.discard_pending()
+        for call_control_id, count in dropped.items():
+            log.warning("call=%s shutdown: %d queued event(s) dropped after %.0f s", call_control_id, count, timeout_s)
+        self.queues.shutdown(wait=False)
+        log.info("shutdown drain took %.2f s; live_calls=%d left without this process",
+                 time.monotonic() - started, len(self.calls))
+        return finished
 
     # ------------------------------------------------------------ processing (one call at a time)
 
@@ -136,6 +181,9 @@ class Receptionist:
                 # ended, so the late call.initiated cannot open a call that would then live until expiry.
                 self.calls.close(call_control_id)
                 return
+            if _orphaned(item):
+                self._adopt(call_control_id, item)
+                return
             if not _starts_call(item):
                 log.debug("call=%s event=%s for no live call, ignored", call_control_id, item.event_type)
                 return
@@ -145,12 +193,28 @@ class Receptionist:
         log.info("call=%s event=%s", call_control_id, item.event_type)
         self._run(state, item, _origin(item))
 
-    def _run(self, state: CallState, event: Any, origin: str) -> None:
+    def _run(self, state: CallState, event: Any, origin: str) -> bool:
+        """Carry out the dialog's commands for one event; False when one of them ended the run early."""
         state.last_event_at = self.clock()
         for index, command in enumerate(decide(state, event, self.policy)):
             command_id = command_id_for(state.call_control_id, origin, type(command).__name__, str(index))
             if not self._runners[type(command)](state, command, command_id):
-                return
+                return False
+        return True
+
+    def _adopt(self, call_control_id: str, item: CallEvent) -> None:
+        """The caller speaks on a call whose state died with a previous worker: hand them to a person.
+
+        The dialog treats it as a failed brain (fallback line, then a transfer to the default
+        destination), and the adopted call then lives like any other until its hangup.
+        """
+        state = self.calls.open(call_control_id)
+        if state is None:
+            return
+        log.warning("call=%s event=%s for a call this process does not hold: %s; handing the caller to a person",
+                    call_control_id, item.event_type, STATE_LOST)
+        if not self._run(state, BrainFailed(STATE_LOST), _origin(item)):
+            self.calls.close(call_control_id)  # Telnyx says the call is over: nobody to rescue
 
     # ------------------------------------------------------------ command runners: True = carry on
 
@@ -240,6 +304,11 @@ def _starts_call(item: Any) -> bool:
         and item.event_type == "call.initiated"
         and item.payload.get("direction") == "incoming"
     )
+
+
+def _orphaned(item: Any) -> bool:
+    """An event showing a caller is still there, on a call this process has no state for."""
+    return isinstance(item, CallEvent) and item.event_type in ORPHAN_EVENTS
 
 
 def _ends_call(item: Any) -> bool:

@@ -136,6 +136,9 @@ class TelnyxClient:
             return None, TelnyxTimeout(f"{action} timed out")
         except requests.ConnectionError:
             return None, TelnyxConnectionError(f"{action}: cannot reach Telnyx")
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            # The connection broke after the headers: Telnyx may have acted, so retry under the same command_id.
+            return None, TelnyxConnectionError(f"{action}: the answer from Telnyx was cut off")
         return response, (None if response.ok else _http_error(response))
 
     def _backoff(self, attempt: int, response: requests.Response | None) -> float:

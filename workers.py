@@ -24,16 +24,21 @@ class SerialQueues:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
         self._queues: dict[Hashable, deque] = {}
         self._lock = threading.Lock()
+        self._became_idle = threading.Condition(self._lock)
 
     def submit(self, key: Hashable, item: Any) -> None:
-        """Queue an item; returns at once."""
+        """Queue an item; returns at once. After `shutdown()` a new key's item is dropped (and logged)."""
         with self._lock:
             queue = self._queues.get(key)
             if queue is not None:
                 queue.append(item)
                 return
             self._queues[key] = deque([item])
-        self._pool.submit(self._drain, key)
+        try:
+            self._pool.submit(self._drain, key)
+        except RuntimeError:  # the pool is shut down (or the interpreter is exiting): nothing will run it
+            self._forget(key)
+            log.warning("call=%s %s dropped: shutting down", key, getattr(item, "event_type", type(item).__name__))
 
     def pending(self) -> int:
         with self._lock:
@@ -44,6 +49,19 @@ class SerialQueues:
         with self._lock:
             return not self._queues
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until no key has an item queued or running; False when `timeout_s` passed first."""
+        with self._became_idle:
+            return self._became_idle.wait_for(lambda: not self._queues, timeout=timeout_s)
+
+    def discard_pending(self) -> dict[Hashable, int]:
+        """Drop every queued item that has not started; items already running finish. Returns drops per key."""
+        with self._lock:
+            dropped = {key: len(queue) for key, queue in self._queues.items() if queue}
+            for queue in self._queues.values():
+                queue.clear()
+            return dropped
+
     def shutdown(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait)
 
@@ -52,13 +70,22 @@ class SerialQueues:
             with self._lock:
                 queue = self._queues[key]
                 if not queue:
-                    del self._queues[key]
+                    self._forget_locked(key)
                     return
                 item = queue.popleft()
             try:
                 self._handle(key, item)
             except Exception:  # the top of background work: log it and keep serving the call
                 log.exception("call=%s background work failed", key)
+
+    def _forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._forget_locked(key)
+
+    def _forget_locked(self, key: Hashable) -> None:
+        del self._queues[key]
+        if not self._queues:
+            self._became_idle.notify_all()
 
 
 @dataclass(order=True)
