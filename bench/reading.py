@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.calls import SLOW_BRAIN_DELAY_S
+from bench.report import busiest_call_load
 
 SLOW_BRAIN_MAX_S = SLOW_BRAIN_DELAY_S[1]
 
@@ -27,11 +28,22 @@ def _ack(results: dict) -> str | None:
     text = f"Acknowledgements: the service's p99 is within 2x the floor at {', '.join(ok) or 'no'} req/s"
     if over:
         text += f" and above it at {', '.join(over)} req/s"
-    return text + (
+    text += (
         f". Per request the worker spends {service['worker_cpu_us_per_request']} µs of CPU against the floor's "
         f"{floor['worker_cpu_us_per_request']} µs at {_rate(service)} req/s: the difference is the signature check, "
         "parsing and queueing, and above all the Call Control commands each call's events trigger, which run in "
         "the same process and compete for the same GIL as the request threads.")
+    if over:
+        first = next(r for r in ack["service"] if r["rate"] == ack["ratio"][len(ok)]["rate"])
+        busy = first["worker_cpu_us_per_request"] * first["achieved_rate"] / 1e6
+        text += (f" At {_rate(first)} req/s that is {busy:.2f} s of CPU per second in one process whose Python runs "
+                 "on one core at a time, so acknowledgements queue behind the commands.")
+    busiest = busiest_call_load(results)
+    if busiest:
+        text += (f" For scale, the busiest call run ({busiest[0]} calls) sent {busiest[1]:g} webhooks/s; going beyond "
+                 "one worker's core needs more processes, which needs call state outside the process "
+                 "(RELIABILITY.md).")
+    return text
 
 
 def _rate(row: dict) -> str:

@@ -66,7 +66,7 @@ def _goals(results: dict) -> str:
         worst = max((r["p99"] for r in ack["ratio"] if r["p99"] is not None), default=None)
         within = [r["rate"] for r in ack["ratio"] if r["p99"] is not None and r["p99"] <= GOAL_ACK_RATIO]
         rows.append([f"ack p99 within {GOAL_ACK_RATIO:.0f}x the floor", f"worst ratio {_ms(worst)}x; within 2x at "
-                     f"{', '.join(f'{r:g}' for r in within) or 'no'} req/s",
+                     f"{', '.join(f'{r:g}' for r in within) or 'no'} req/s{_busiest_calls(results)}",
                      _yes(worst is not None and worst <= GOAL_ACK_RATIO)])
     turn = next((r for r in results.get("turns") or [] if r["load"]["concurrency"] == GOAL_TURN_AT), None)
     if turn:
@@ -78,6 +78,20 @@ def _goals(results: dict) -> str:
         rows.append([f"{GOAL_CALLS}+ concurrent calls held", f"{cap['held']} held (steps tried up to "
                      f"{cap['steps'][-1]['concurrency']}, cap {cap['cap']})", _yes(cap["held"] >= GOAL_CALLS)])
     return "## Goals\n\n" + _table(["goal", "measured", "met"], rows) if rows else ""
+
+
+def busiest_call_load(results: dict) -> tuple[str, float] | None:
+    """(label, webhooks/s) of the call run that sent the most webhooks per second, or None."""
+    rates = [(name, run.get("webhooks_per_s") or 0) for name, run in (results.get("runs") or {}).items()]
+    return max(rates, key=lambda item: item[1], default=None)
+
+
+def _busiest_calls(results: dict) -> str:
+    busiest = busiest_call_load(results)
+    if not busiest:
+        return ""
+    name, rate = busiest
+    return f" (the busiest call run, {name} calls, sent {rate:g} webhooks/s)"
 
 
 def _yes(flag: bool) -> str:
