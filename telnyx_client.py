@@ -154,7 +154,7 @@ def _read_environment_once(session: requests.Session, base_url: str) -> None:
     """Take proxy and CA-bundle settings from the environment now, not on every request.
 
     With `trust_env` on, requests scans the whole environment and stats netrc and CA files for each
-    command: about a quarter of the client's CPU per command (BENCHMARKS.md). HTTPS_PROXY, NO_PROXY
+    command: a few per cent of the worker's CPU in the benchmark's profile. HTTPS_PROXY, NO_PROXY
     and REQUESTS_CA_BUNDLE still apply; they are read when the service starts.
     """
     from_env = session.merge_environment_settings(base_url, {}, None, None, None)
