@@ -69,6 +69,9 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
+        # 503 once a shutdown has begun, so a load balancer or orchestrator stops sending new calls here.
+        if receptionist.stopping:
+            return jsonify(status="stopping", **receptionist.stats()), 503
         return jsonify(status="ok", **receptionist.stats())
 
     @app.errorhandler(ServiceStopping)

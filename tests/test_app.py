@@ -156,6 +156,13 @@ def test_healthz(client):
     assert response.json["status"] == "ok" and response.json["live_calls"] == 0
 
 
+def test_healthz_says_stopping_once_shutdown_begins(app, client):
+    app.extensions["receptionist"].begin_shutdown()
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "stopping"
+
+
 def test_wrong_method_and_unknown_path_get_json_errors(client):
     assert client.get("/webhooks/telnyx").json["status"] == 405
     assert client.get("/nope").json["status"] == 404
