@@ -252,51 +252,56 @@ def objects_in(node: Any):
 # ---------------------------------------------------------------- (a) bodies
 
 
+def fuzz_bodies(hook: Webhook, bodies, examples: int, threat: str, note: str, after=None) -> None:
+    """Post each drawn body forged, then signed; record how many held. `after` runs after every example."""
+    tally = Tally()
+
+    @fuzzing(examples)
+    @given(raw=bodies, forgery=st.sampled_from(FORGERIES))
+    def forged_then_signed(raw: bytes, forgery: str) -> None:
+        ok, why = refused_then_survived(hook, raw, forgery)
+        assert tally.held(ok), why
+        if after is not None:
+            after()
+
+    try:
+        forged_then_signed()
+    finally:
+        record(threat, tally.attempted, tally.handled, note)
+
+
+def on_the_wire(envelopes):
+    """Envelopes serialised as a sender might, ASCII-escaped or not."""
+    return st.tuples(envelopes, st.booleans()).map(lambda drawn: wire(*drawn))
+
+
 @pytest.mark.parametrize("scale", SCALE)
 def test_arbitrary_bytes(scale, fuzz_app, telnyx, keypair):
-    tally = Tally()
     bodies = st.binary(max_size=3000) | st.text(max_size=500).map(str.encode) | JSON_VALUES.map(wire)
     with watching_logs() as logs:
         hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
-
-        @fuzzing(250 * scale)
-        @given(raw=bodies, forgery=st.sampled_from(FORGERIES))
-        def arbitrary_bytes(raw: bytes, forgery: str) -> None:
-            ok, why = refused_then_survived(hook, raw, forgery)
-            assert tally.held(ok), why
-
-        try:
-            arbitrary_bytes()
-        finally:
-            record("fuzzed bodies: arbitrary bytes, forged then signed", tally.attempted, tally.handled,
-                   "forged: 401 and no command; signed: no 5xx, no background exception")
+        fuzz_bodies(hook, bodies, 250 * scale, "fuzzed bodies: arbitrary bytes, forged then signed",
+                    "forged: 401 and no command; signed: no 5xx, no background exception")
 
 
 @pytest.mark.parametrize("scale", SCALE)
 def test_arbitrary_json_in_the_envelope(scale, fuzz_app, telnyx, keypair):
-    tally = Tally()
+    receptionist = fuzz_app.extensions["receptionist"]
     with watching_logs() as logs:
         hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
         live = [hook.open_call()]
 
-        @fuzzing(250 * scale)
-        @given(body=envelope_shapes(lambda: live[0]), ascii_only=st.booleans(), forgery=st.sampled_from(FORGERIES))
-        def arbitrary_json(body: Any, ascii_only: bool, forgery: str) -> None:
-            ok, why = refused_then_survived(hook, wire(body, ascii_only), forgery)
-            assert tally.held(ok), why
-            if fuzz_app.extensions["receptionist"].calls.get(live[0]) is None:
+        def keep_a_call_open() -> None:
+            if receptionist.calls.get(live[0]) is None:
                 live[0] = hook.open_call()
 
-        try:
-            arbitrary_json()
-        finally:
-            record("fuzzed bodies: arbitrary JSON at every envelope depth", tally.attempted, tally.handled,
-                   "aimed at a live call; forged then signed")
+        fuzz_bodies(hook, on_the_wire(envelope_shapes(lambda: live[0])), 250 * scale,
+                    "fuzzed bodies: arbitrary JSON at every envelope depth", "aimed at a live call; forged then signed",
+                    after=keep_a_call_open)
 
 
 @pytest.mark.parametrize("scale", SCALE)
 def test_mutated_telnyx_envelopes(scale, fuzz_app, telnyx, keypair):
-    tally = Tally()
     receptionist = fuzz_app.extensions["receptionist"]
     with watching_logs() as logs:
         hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
@@ -308,17 +313,9 @@ def test_mutated_telnyx_envelopes(scale, fuzz_app, telnyx, keypair):
             live["events"] += 1
             return live["cid"]
 
-        @fuzzing(400 * scale)
-        @given(body=mutated_envelopes(live_call), ascii_only=st.booleans(), forgery=st.sampled_from(FORGERIES))
-        def mutated(body: dict[str, Any], ascii_only: bool, forgery: str) -> None:
-            ok, why = refused_then_survived(hook, wire(body, ascii_only), forgery)
-            assert tally.held(ok), why
-
-        try:
-            mutated()
-        finally:
-            record("fuzzed bodies: recorded envelopes with fields mutated or removed", tally.attempted,
-                   tally.handled, "wrong types, huge and odd strings, nested junk; forged then signed")
+        fuzz_bodies(hook, on_the_wire(mutated_envelopes(live_call)), 400 * scale,
+                    "fuzzed bodies: recorded envelopes with fields mutated or removed",
+                    "wrong types, huge and odd strings, nested junk; forged then signed")
 
 
 # ---------------------------------------------------------------- (b) headers
