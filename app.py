@@ -14,8 +14,9 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from brain import Brain
-from brains import build_brain
+from brains import Brain
+from brains.intent import IntentBrain
+from brains.llm import LLMBrain
 from config import Settings, build_settings, load_settings
 from events import BadEvent, parse_event
 from receptionist import Receptionist, ServiceStopping
@@ -133,6 +134,15 @@ def _telnyx(settings: Settings) -> TelnyxClient:
         max_backoff=settings.get("telnyx.max_backoff_s"),
         pool_size=settings.get("calls.workers"),
     )
+
+
+def build_brain(settings: Settings) -> Brain:
+    """LLMBrain when OPENAI_API_KEY or OPENAI_BASE_URL is set and ai.enabled, otherwise IntentBrain."""
+    if settings.secrets.llm_configured and settings.get("ai.enabled"):
+        log.info("brain: LLM (model=%s)", settings.get("ai.model"))
+        return LLMBrain(settings)
+    log.info("brain: offline intent matcher (LLM needs ai.enabled and OPENAI_API_KEY or OPENAI_BASE_URL)")
+    return IntentBrain(settings)
 
 
 def _with_body_hash(event, raw: bytes):

@@ -1,4 +1,7 @@
-"""Per-call state in memory: live calls, recently ended calls, and webhook ids already seen."""
+"""What the service remembers about calls: each live call's state, recently ended calls, webhook ids already seen.
+
+All of it lives in this process's memory.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,79 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
 
-from call_state import CallState
+from brains import Turn
+from commands import Command
+
+# How long a webhook id is remembered: Telnyx redelivers for minutes, not hours.
+SEEN_TTL_S = 900
+# Upper bounds on what is remembered, so a flood of ids or calls cannot exhaust memory.
+MAX_SEEN_IDS = 200_000
+MAX_TOMBSTONES = 100_000
+
+# ---------------------------------------------------------------- one call
+
+class Phase(Enum):
+    RINGING = "ringing"
+    CONVERSING = "conversing"
+    TRANSFERRING = "transferring"
+    BRIDGED = "bridged"
+    TAKING_MESSAGE = "taking_message"
+    ENDING = "ending"
+    ENDED = "ended"
+
+
+LISTENING = (Phase.CONVERSING, Phase.TAKING_MESSAGE)
+
+
+@dataclass
+class TurnRecord:
+    """One caller turn as the call log shows it."""
+
+    transcript: str
+    asr_confidence: float | None
+    received_at: float
+    brain_confidence: float | None = None
+    action: str | None = None
+    reply: str | None = None
+    responded_at: float | None = None
+
+
+@dataclass
+class CallState:
+    call_control_id: str
+    caller: str = ""
+    started_at: float = 0.0
+    phase: Phase = Phase.RINGING
+    ai: bool = True
+    speaking: int = 0
+    after_speech: Command | None = None
+    low_confidence_streak: int = 0
+    silence_token: int = 0
+    speech_token: int = 0
+    stale_speech_ends: int = 0
+    silence_reprompted: bool = False
+    transfer_attempted: bool = False
+    transfer_destination: str | None = None
+    outcome: str = "caller_hung_up"
+    escalation_reason: str | None = None
+    history: list[Turn] = field(default_factory=list)
+    turns: list[TurnRecord] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    last_event_at: float = 0.0
+
+
+# ---------------------------------------------------------------- many calls
 
 
 class SeenEvents:
     """Remembers webhook ids for a while, so a redelivery is recognised and dropped."""
 
-    def __init__(self, ttl_s: float = 900, max_entries: int = 200_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, ttl_s: float = SEEN_TTL_S, max_entries: int = MAX_SEEN_IDS, clock: Callable[[], float] = time.monotonic
+    ):
         self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -83,5 +151,5 @@ class CallRegistry:
 
     def _forget_old_tombstones(self) -> None:
         cutoff = self.clock() - self.max_call_age_s
-        while self._ended and (next(iter(self._ended.values())) < cutoff or len(self._ended) > 100_000):
+        while self._ended and (next(iter(self._ended.values())) < cutoff or len(self._ended) > MAX_TOMBSTONES):
             self._ended.popitem(last=False)

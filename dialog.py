@@ -12,14 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from brain import Turn
-from call_state import LISTENING, CallState, Phase, TurnRecord
+from brains import Turn
+from calls import LISTENING, CallState, Phase, TurnRecord
 from commands import (
     Answer,
     AskBrain,
-    BrainFailed,
-    BrainReplied,
-    CallExpired,
     Command,
     FinishCall,
     Hangup,
@@ -28,13 +25,14 @@ from commands import (
     StartTranscription,
     StopPlayback,
     StopTranscription,
-    TimerFired,
     Transfer,
-    TransferFailed,
 )
 from config import Settings
+from events import BrainFailed, BrainReplied, CallEvent, CallExpired, CommandFailed, Event, LegEvent, TimerFired
 
 CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
+SPEECH_GUARD_S = 5.0  # added to that estimate: Telnyx's speech synthesis takes a moment to start
+MAX_TRANSCRIPT_CHARS = 2000  # what one caller turn may carry into the brain and the call log
 
 # ---------------------------------------------------------------- policy (from config)
 
@@ -53,7 +51,6 @@ class Policy:
     default_destination: str | None
     ai_enabled: bool
     canary_percent: float
-    speech_guard_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -95,10 +92,10 @@ def asks_for_person(utterance: str) -> bool:
 
 # ---------------------------------------------------------------- the decision entry point
 
-Handler = Callable[[CallState, Any, Policy], list]
+Handler = Callable[[CallState, Any, Policy], list[Command]]
 
 
-def decide(state: CallState, event: Any, policy: Policy) -> list:
+def decide(state: CallState, event: Event, policy: Policy) -> list[Command]:
     """What to do about one event; unknown events and anything after the call ended do nothing."""
     if state.phase is Phase.ENDED:
         return []
@@ -109,7 +106,7 @@ def decide(state: CallState, event: Any, policy: Policy) -> list:
 # ---------------------------------------------------------------- webhook handlers
 
 
-def on_initiated(state: CallState, event: Any, policy: Policy) -> list:
+def on_initiated(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
     if state.phase is not Phase.RINGING or event.payload.get("direction") != "incoming":
         return []
     state.caller = str(event.payload.get("from") or "")
@@ -117,7 +114,7 @@ def on_initiated(state: CallState, event: Any, policy: Policy) -> list:
     return [Answer()]
 
 
-def on_answered(state: CallState, event: Any, policy: Policy) -> list:
+def on_answered(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
     if state.phase is not Phase.RINGING:
         return []
     if not state.ai:
@@ -127,7 +124,12 @@ def on_answered(state: CallState, event: Any, policy: Policy) -> list:
     return [*say(state, policy.lines["greeting"]), StartTranscription()]
 
 
-def on_speak_ended(state: CallState, event: Any, policy: Policy) -> list:
+def on_speak_ended(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
+    return speech_ended(state, policy)
+
+
+def speech_ended(state: CallState, policy: Policy) -> list[Command]:
+    """One queued speech has finished (or failed); when none is left, run what waited for it, or listen."""
     if state.stale_speech_ends:
         state.stale_speech_ends -= 1
         return []
@@ -140,7 +142,7 @@ def on_speak_ended(state: CallState, event: Any, policy: Policy) -> list:
     return listen(state, policy)
 
 
-def on_transcription(state: CallState, event: Any, policy: Policy) -> list:
+def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
     data = event.payload.get("transcription_data")
     if not isinstance(data, dict) or state.phase not in LISTENING:
         return []
@@ -152,7 +154,7 @@ def on_transcription(state: CallState, event: Any, policy: Policy) -> list:
     if data.get("is_final") is not True:
         return []
     barge_in = interrupt(state)
-    turn = TurnRecord(text[:2000], asr_confidence(data.get("confidence")), event.received_at)
+    turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at)
     state.turns.append(turn)
     return barge_in + caller_turn(state, turn, policy)
 
@@ -171,14 +173,14 @@ def asr_confidence(value: Any) -> float | None:
     return value if 0.0 <= value <= 1.0 else None
 
 
-def on_dtmf(state: CallState, event: Any, policy: Policy) -> list:
+def on_dtmf(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
     if event.payload.get("digit") != "0" or state.phase not in LISTENING:
         return []
     state.silence_token += 1
     return interrupt(state) + escalate(state, policy, "caller pressed 0")
 
 
-def on_hangup(state: CallState, event: Any, policy: Policy) -> list:
+def on_hangup(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
     if state.phase is Phase.ENDING and state.outcome == "caller_hung_up":
         state.outcome = "hung_up_by_assistant"
     state.phase = Phase.ENDED
@@ -186,13 +188,13 @@ def on_hangup(state: CallState, event: Any, policy: Policy) -> list:
     return [FinishCall()]
 
 
-def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list:
+def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list[Command]:
     state.phase = Phase.ENDED
     state.outcome = "expired"
     return [FinishCall()]
 
 
-def on_leg_connected(state: CallState, event: Any, policy: Policy) -> list:
+def on_leg_connected(state: CallState, event: CallEvent | LegEvent, policy: Policy) -> list[Command]:
     if state.phase is not Phase.TRANSFERRING:
         return []
     state.phase = Phase.BRIDGED
@@ -200,19 +202,25 @@ def on_leg_connected(state: CallState, event: Any, policy: Policy) -> list:
     return [StopTranscription()]
 
 
-def on_leg_hangup(state: CallState, event: Any, policy: Policy) -> list:
+def on_leg_hangup(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
     if state.phase is not Phase.TRANSFERRING:
         return []
     return offer_message(state, policy, "transfer not answered")
 
 
-def on_transfer_failed(state: CallState, event: TransferFailed, policy: Policy) -> list:
-    if state.phase is not Phase.TRANSFERRING:
-        return []
-    return offer_message(state, policy, f"transfer failed: {event.reason}")
+def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) -> list[Command]:
+    """Telnyx refused a command: carry on so that the caller is never left in silence."""
+    failed = event.command
+    if isinstance(failed, Speak):
+        return speech_ended(state, policy)  # nothing is playing: go on as if it had been heard
+    if isinstance(failed, Transfer) and state.phase is Phase.TRANSFERRING:
+        return offer_message(state, policy, f"transfer failed: {event.reason}")
+    # Answer, hangup, starting or stopping transcription, stopping playback: logged by the runner, and the
+    # call goes on. A transcription_start refused with 90054 means it is already running, for example.
+    return []
 
 
-def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> list:
+def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> list[Command]:
     reply, turn = event.reply, state.turns[-1] if state.turns else None
     if turn is not None:
         turn.brain_confidence, turn.action = reply.confidence, reply.action
@@ -230,11 +238,11 @@ def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> l
     return say(state, reply.reply)
 
 
-def on_brain_failed(state: CallState, event: BrainFailed, policy: Policy) -> list:
+def on_brain_failed(state: CallState, event: BrainFailed, policy: Policy) -> list[Command]:
     return escalate(state, policy, f"brain failed: {event.reason}", announcement=policy.lines["fallback"])
 
 
-def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list:
+def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list[Command]:
     if event.name == "silence" and event.token == state.silence_token and not state.speaking:
         return on_silence(state, policy)
     if event.name == "speech_guard" and event.token == state.speech_token and state.after_speech:
@@ -247,7 +255,7 @@ def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list:
 # ---------------------------------------------------------------- shared steps
 
 
-def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list:
+def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Command]:
     """A final transcript: take a message, escalate, reprompt, or ask the brain."""
     if state.phase is Phase.TAKING_MESSAGE:
         state.messages.append(turn.transcript)
@@ -262,7 +270,7 @@ def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list:
     return [AskBrain(turn.transcript)]
 
 
-def low_confidence(state: CallState, policy: Policy, reason: str) -> list:
+def low_confidence(state: CallState, policy: Policy, reason: str) -> list[Command]:
     state.low_confidence_streak += 1
     if state.low_confidence_streak >= policy.max_low_confidence_turns:
         return escalate(state, policy, reason)
@@ -275,7 +283,7 @@ def escalate(
     reason: str,
     department: str | None = None,
     announcement: str | None = None,
-) -> list:
+) -> list[Command]:
     """Hand the caller to a configured human; never a number that did not come from the config."""
     state.escalation_reason = state.escalation_reason or reason
     name = department if department in policy.destinations else policy.default_destination
@@ -287,23 +295,23 @@ def escalate(
     return _announce_then(state, policy, announcement, Transfer(policy.destinations[name], name))
 
 
-def _announce_then(state: CallState, policy: Policy, announcement: str | None, command: Command) -> list:
+def _announce_then(state: CallState, policy: Policy, announcement: str | None, command: Command) -> list[Command]:
     """Speak, then run `command` once the speech has ended (or its guard timer fires, if the event is lost)."""
     text = announcement or policy.lines["transfer_announcement"]
     state.after_speech = command
     state.speech_token += 1
-    guard = policy.speech_guard_s + len(text) / CHARS_PER_SECOND
+    guard = SPEECH_GUARD_S + len(text) / CHARS_PER_SECOND
     return [*say(state, text), StartTimer("speech_guard", guard, state.speech_token)]
 
 
-def offer_message(state: CallState, policy: Policy, reason: str) -> list:
+def offer_message(state: CallState, policy: Policy, reason: str) -> list[Command]:
     state.escalation_reason = state.escalation_reason or reason
     state.transfer_attempted = True
     state.phase = Phase.TAKING_MESSAGE
     return say(state, policy.lines["no_human_available"])
 
 
-def end_call(state: CallState, policy: Policy, text: str, say_goodbye: bool = True) -> list:
+def end_call(state: CallState, policy: Policy, text: str, say_goodbye: bool = True) -> list[Command]:
     """Speak the last words, then hang up once they have been heard."""
     state.phase = Phase.ENDING
     if state.outcome == "caller_hung_up":
@@ -313,7 +321,7 @@ def end_call(state: CallState, policy: Policy, text: str, say_goodbye: bool = Tr
     return _announce_then(state, policy, words, Hangup())
 
 
-def on_silence(state: CallState, policy: Policy) -> list:
+def on_silence(state: CallState, policy: Policy) -> list[Command]:
     if not state.silence_reprompted:
         state.silence_reprompted = True
         return say(state, policy.lines["silence_reprompt"])
@@ -322,7 +330,7 @@ def on_silence(state: CallState, policy: Policy) -> list:
     return end_call(state, policy, policy.lines["goodbye"], say_goodbye=False)
 
 
-def listen(state: CallState, policy: Policy) -> list:
+def listen(state: CallState, policy: Policy) -> list[Command]:
     """The assistant has finished speaking: start waiting for the caller."""
     if state.phase not in LISTENING:
         return []
@@ -330,7 +338,7 @@ def listen(state: CallState, policy: Policy) -> list:
     return [StartTimer("silence", policy.silence_timeout_s, state.silence_token)]
 
 
-def interrupt(state: CallState) -> list:
+def interrupt(state: CallState) -> list[Command]:
     """Barge-in: stop the assistant's speech; the ended events of what was stopped are then ignored."""
     if not state.speaking:
         return []
@@ -339,7 +347,7 @@ def interrupt(state: CallState) -> list:
     return [StopPlayback()]
 
 
-def say(state: CallState, text: str) -> list:
+def say(state: CallState, text: str) -> list[Command]:
     state.speaking += 1
     return [Speak(text)]
 
@@ -355,17 +363,16 @@ HANDLERS: dict[str, Handler] = {
     "call.initiated": on_initiated,
     "call.answered": on_answered,
     "call.speak.ended": on_speak_ended,
-    "speak.failed": on_speak_ended,
     "call.transcription": on_transcription,
     "call.dtmf.received": on_dtmf,
     "call.hangup": on_hangup,
-    "call.expired": on_expired,
+    CallExpired.event_type: on_expired,
     "call.bridged": on_leg_connected,
-    "leg.call.answered": on_leg_connected,
-    "leg.call.bridged": on_leg_connected,
-    "leg.call.hangup": on_leg_hangup,
-    "transfer.failed": on_transfer_failed,
-    "brain.replied": on_brain_replied,
-    "brain.failed": on_brain_failed,
-    "timer.fired": on_timer,
+    LegEvent.PREFIX + "call.answered": on_leg_connected,
+    LegEvent.PREFIX + "call.bridged": on_leg_connected,
+    LegEvent.PREFIX + "call.hangup": on_leg_hangup,
+    CommandFailed.event_type: on_command_failed,
+    BrainReplied.event_type: on_brain_replied,
+    BrainFailed.event_type: on_brain_failed,
+    TimerFired.event_type: on_timer,
 }

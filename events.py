@@ -1,4 +1,8 @@
-"""Webhook envelopes turned into small typed events; nothing here trusts more than it checked."""
+"""Everything the dialog reacts to: webhooks turned into typed events, and the events the service raises itself.
+
+Nothing here trusts more than it checked. Webhook types are Telnyx's (`call.answered`); the service's own
+events carry names of their own, and a webhook that uses one of them is refused (`RESERVED_EVENT_TYPES`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-# Names the service gives its own events (commands.py) and transfer-leg events ("leg." + type, receptionist.py).
-# They share the dialog's handler table with webhooks, and their handlers read fields a webhook does not have.
-INTERNAL_EVENT_TYPES = frozenset(
-    {"brain.replied", "brain.failed", "timer.fired", "speak.failed", "transfer.failed", "call.expired"}
-)
-LEG_PREFIX = "leg."
+from brains import BrainReply
+from commands import Command
+
+# Longest id or type a webhook may carry; anything longer is not something Telnyx sends.
+MAX_ID_CHARS = 512
 
 
 class BadEvent(ValueError):
@@ -32,10 +35,6 @@ class CallEvent:
     received_at: float = 0.0
 
     @property
-    def call_session_id(self) -> str | None:
-        return _text(self.payload.get("call_session_id"))
-
-    @property
     def client_state(self) -> str | None:
         """The decoded client_state, or None when absent or not valid base64 UTF-8."""
         raw = self.payload.get("client_state")
@@ -45,6 +44,68 @@ class CallEvent:
             return base64.b64decode(raw, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return None
+
+
+# ---------------------------------------------------------------- the service's own events
+
+
+@dataclass(frozen=True)
+class LegEvent:
+    """A webhook about the transfer leg (B), delivered to the call it was transferred from (A)."""
+
+    PREFIX: ClassVar[str] = "leg."
+    event: CallEvent
+
+    @property
+    def event_type(self) -> str:
+        return self.PREFIX + self.event.event_type
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+
+@dataclass(frozen=True)
+class BrainReplied:
+    event_type: ClassVar[str] = "brain.replied"
+    reply: BrainReply
+
+
+@dataclass(frozen=True)
+class BrainFailed:
+    event_type: ClassVar[str] = "brain.failed"
+    reason: str
+
+
+@dataclass(frozen=True)
+class TimerFired:
+    event_type: ClassVar[str] = "timer.fired"
+    name: str
+    token: int
+
+
+@dataclass(frozen=True)
+class CommandFailed:
+    """Telnyx refused or never answered a command, after the client's retries."""
+
+    event_type: ClassVar[str] = "command.failed"
+    command: Command
+    reason: str
+
+
+@dataclass(frozen=True)
+class CallExpired:
+    """No hangup arrived within calls.max_call_age_s; the call is written off."""
+
+    event_type: ClassVar[str] = "call.expired"
+
+
+INTERNAL_EVENTS = (BrainReplied, BrainFailed, TimerFired, CommandFailed, CallExpired)
+RESERVED_EVENT_TYPES = frozenset(kind.event_type for kind in INTERNAL_EVENTS)
+Event = CallEvent | LegEvent | BrainReplied | BrainFailed | TimerFired | CommandFailed | CallExpired
+
+
+# ---------------------------------------------------------------- parsing
 
 
 def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
@@ -62,7 +123,7 @@ def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
         raise BadEvent("missing data.event_type")
     if not call_control_id:
         raise BadEvent("missing data.payload.call_control_id")
-    if event_type in INTERNAL_EVENT_TYPES or event_type.startswith(LEG_PREFIX):
+    if event_type in RESERVED_EVENT_TYPES or event_type.startswith(LegEvent.PREFIX):
         raise BadEvent("data.event_type is reserved for the service's own events")
     event_id = _text(data.get("id")) or ""
     occurred_at = _text(data.get("occurred_at")) or ""
@@ -97,6 +158,6 @@ def encode_client_state(text: str) -> str:
 
 def _text(value: Any) -> str | None:
     """A non-empty string of sane length, or None."""
-    if isinstance(value, str) and 0 < len(value) <= 512:
+    if isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS:
         return value
     return None

@@ -1,4 +1,8 @@
-"""Carries out the dialog's decisions: routes events to their call, runs commands against Telnyx and the brain."""
+"""Owns the live calls: routes each event to its call, then runs the one loop of dialog and runners.
+
+The loop, for one event of one call: the dialog decides commands; the runners carry them out; whatever a
+runner reports back (the brain's reply, a failed command) goes to the dialog again, until nothing is left.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +10,20 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
 
-from brain import Brain, BrainError
-from call_log import CallLog, build_record
-from call_state import CallState
-from calls import CallRegistry, SeenEvents
-from commands import (
-    Answer,
-    AskBrain,
-    BrainFailed,
-    BrainReplied,
-    CallExpired,
-    FinishCall,
-    Hangup,
-    Speak,
-    SpeakFailed,
-    StartTimer,
-    StartTranscription,
-    StopPlayback,
-    StopTranscription,
-    TimerFired,
-    Transfer,
-    TransferFailed,
-)
+from brains import Brain
+from calls import CallRegistry, CallState, SeenEvents
 from config import Settings
 from dialog import Policy, decide
-from events import CallEvent, encode_client_state
-from telnyx_client import CallControl, TelnyxError, command_id_for
+from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
+from runners import CALL_OVER, TRANSFER_TAG, Runners
+from telnyx_client import CallControl, command_id_for
 from workers import Scheduler, SerialQueues
 
 log = logging.getLogger(__name__)
 
-TRANSFER_TAG = "xfer:"
 HOUSEKEEPING_S = 60.0
 # A caller still talking on a call this process holds no state for (it died with a previous worker).
 ORPHAN_EVENTS = frozenset({"call.transcription", "call.dtmf.received"})
@@ -48,16 +32,6 @@ STATE_LOST = "call state lost (service restarted)"
 
 class ServiceStopping(Exception):
     """The process is shutting down and will not take this event on; answer 503 so Telnyx delivers it again."""
-
-
-class LegEvent:
-    """A webhook about the transfer leg (B), delivered to the call it was transferred from (A)."""
-
-    def __init__(self, event: CallEvent):
-        self.event = event
-        self.event_type = "leg." + event.event_type
-        self.event_id = event.event_id
-        self.payload = event.payload
 
 
 class Receptionist:
@@ -73,38 +47,14 @@ class Receptionist:
         clock: Callable[[], float] = time.time,
     ):
         self.policy = Policy.from_settings(settings)
-        self.telnyx, self.brain, self.clock = telnyx, brain, clock
-        self.voice = settings.get("assistant.voice")
-        self.language = settings.get("assistant.language")
-        self.transcription = {
-            "transcription_engine": settings.get("transcription.engine"),
-            "transcription_engine_config": {
-                "transcription_engine": settings.get("transcription.engine"),
-                "language": settings.get("transcription.language"),
-            },
-            "transcription_tracks": "inbound",
-        }
-        self.ring_timeout_s = settings.get("transfer.ring_timeout_s")
-        self.redact = settings.get("call_log.redact_transcripts")
-        self.call_log = CallLog(settings.get("call_log.path"))
+        self.clock = clock
         self.calls = CallRegistry(settings.get("calls.max_call_age_s"), clock=clock)
         self.seen = SeenEvents()
         self._stopping = threading.Event()
         self.queues = SerialQueues(self._process, workers=settings.get("calls.workers"))
         self.scheduler = scheduler or Scheduler()
         self.scheduler.call_later(HOUSEKEEPING_S, self._housekeeping)
-        self._runners: dict[type, Callable[[CallState, Any, str], bool]] = {
-            Answer: self._answer,
-            Speak: self._speak,
-            StartTranscription: self._start_transcription,
-            StopTranscription: self._stop_transcription,
-            StopPlayback: self._stop_playback,
-            Transfer: self._transfer,
-            Hangup: self._hangup,
-            AskBrain: self._ask_brain,
-            StartTimer: self._start_timer,
-            FinishCall: self._finish,
-        }
+        self.runners = Runners(settings, telnyx, brain, self.calls, self._schedule, clock)
 
     # ------------------------------------------------------------ intake (request thread)
 
@@ -123,7 +73,7 @@ class Receptionist:
         self.queues.submit(key, item)
         return True
 
-    def _route(self, event: CallEvent) -> tuple[str, Any]:
+    def _route(self, event: CallEvent) -> tuple[str, CallEvent | LegEvent]:
         """Transfer-leg events belong to the call they were transferred from."""
         cid = event.call_control_id
         if self.calls.get(cid) is not None or self.calls.has_ended(cid):
@@ -173,7 +123,7 @@ class Receptionist:
 
     # ------------------------------------------------------------ processing (one call at a time)
 
-    def _process(self, call_control_id: str, item: Any) -> None:
+    def _process(self, call_control_id: str, item: Event) -> None:
         state = self.calls.get(call_control_id)
         if state is None:
             if _ends_call(item):
@@ -193,13 +143,23 @@ class Receptionist:
         log.info("call=%s event=%s", call_control_id, item.event_type)
         self._run(state, item, _origin(item))
 
-    def _run(self, state: CallState, event: Any, origin: str) -> bool:
-        """Carry out the dialog's commands for one event; False when one of them ended the run early."""
-        state.last_event_at = self.clock()
-        for index, command in enumerate(decide(state, event, self.policy)):
-            command_id = command_id_for(state.call_control_id, origin, type(command).__name__, str(index))
-            if not self._runners[type(command)](state, command, command_id):
-                return False
+    def _run(self, state: CallState, event: Event, origin: str) -> bool:
+        """Decide and carry out, until no follow-up is left; False when the call is over.
+
+        `origin` is what the command ids derive from: the webhook's id, the timer, or the command whose
+        outcome is the follow-up. A redelivered or re-run event therefore sends the same command ids.
+        """
+        pending: deque[tuple[Event, str]] = deque([(event, origin)])
+        while pending:
+            event, origin = pending.popleft()
+            state.last_event_at = self.clock()
+            for index, command in enumerate(decide(state, event, self.policy)):
+                command_id = command_id_for(state.call_control_id, origin, type(command).__name__, str(index))
+                follow_up = self.runners.run(state, command, command_id)
+                if follow_up is CALL_OVER:
+                    return False
+                if follow_up is not None:
+                    pending.append((follow_up, command_id))
         return True
 
     def _adopt(self, call_control_id: str, item: CallEvent) -> None:
@@ -216,80 +176,8 @@ class Receptionist:
         if not self._run(state, BrainFailed(STATE_LOST), _origin(item)):
             self.calls.close(call_control_id)  # Telnyx says the call is over: nobody to rescue
 
-    # ------------------------------------------------------------ command runners: True = carry on
-
-    def _answer(self, state: CallState, command: Answer, command_id: str) -> bool:
-        return self._send(state, "answer", command_id)
-
-    def _speak(self, state: CallState, command: Speak, command_id: str) -> bool:
-        try:
-            sent = self.telnyx.speak(
-                state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id
-            )
-        except TelnyxError as exc:
-            log.error("call=%s speak failed: %s", state.call_control_id, exc)
-            self._run(state, SpeakFailed(), command_id)
-            return True
-        if sent and state.turns and state.turns[-1].responded_at is None:
-            state.turns[-1].responded_at = self.clock()
-        return sent
-
-    def _start_transcription(self, state: CallState, command: StartTranscription, command_id: str) -> bool:
-        return self._send(state, "transcription_start", command_id, **self.transcription)
-
-    def _stop_transcription(self, state: CallState, command: StopTranscription, command_id: str) -> bool:
-        return self._send(state, "transcription_stop", command_id)
-
-    def _stop_playback(self, state: CallState, command: StopPlayback, command_id: str) -> bool:
-        return self._send(state, "playback_stop", command_id, stop="all")
-
-    def _transfer(self, state: CallState, command: Transfer, command_id: str) -> bool:
-        tag = encode_client_state(TRANSFER_TAG + state.call_control_id)
-        try:
-            return self.telnyx.transfer(
-                state.call_control_id,
-                command.to,
-                timeout_secs=self.ring_timeout_s,
-                target_leg_client_state=tag,
-                command_id=command_id,
-            )
-        except TelnyxError as exc:
-            log.error("call=%s transfer to %s failed: %s", state.call_control_id, command.destination, exc)
-            self._run(state, TransferFailed(type(exc).__name__), command_id)
-            return True
-
-    def _hangup(self, state: CallState, command: Hangup, command_id: str) -> bool:
-        return self._send(state, "hangup", command_id)
-
-    def _ask_brain(self, state: CallState, command: AskBrain, command_id: str) -> bool:
-        try:
-            result: Any = BrainReplied(self.brain.reply(list(state.history), command.utterance))
-        except BrainError as exc:
-            result = BrainFailed(str(exc)[:200])
-        except Exception as exc:  # a broken brain must not leave the caller in silence
-            log.exception("call=%s brain crashed", state.call_control_id)
-            result = BrainFailed(type(exc).__name__)
-        self._run(state, result, command_id)
-        return True
-
-    def _start_timer(self, state: CallState, command: StartTimer, command_id: str) -> bool:
-        cid, fired = state.call_control_id, TimerFired(command.name, command.token)
-        self.scheduler.call_later(command.delay_s, lambda: self.queues.submit(cid, fired))
-        return True
-
-    def _finish(self, state: CallState, command: FinishCall, command_id: str) -> bool:
-        self.call_log.write(build_record(state, self.clock(), self.redact))
-        self.calls.close(state.call_control_id)
-        log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
-        return False
-
-    def _send(self, state: CallState, action: str, command_id: str, **body: Any) -> bool:
-        """Send one verb; a Telnyx failure is logged and the call carries on with its next step."""
-        try:
-            return getattr(self.telnyx, action)(state.call_control_id, command_id=command_id, **body)
-        except TelnyxError as exc:
-            log.error("call=%s %s failed: %s", state.call_control_id, action, exc)
-            return True
+    def _schedule(self, delay_s: float, call_control_id: str, event: Event) -> None:
+        self.scheduler.call_later(delay_s, lambda: self.queues.submit(call_control_id, event))
 
     def _housekeeping(self) -> None:
         for call_control_id in self.calls.expired():
@@ -297,7 +185,7 @@ class Receptionist:
         self.scheduler.call_later(HOUSEKEEPING_S, self._housekeeping)
 
 
-def _starts_call(item: Any) -> bool:
+def _starts_call(item: Event) -> bool:
     """Only an inbound call's first event creates state; anything else for an unknown call is stale."""
     return (
         isinstance(item, CallEvent)
@@ -306,19 +194,21 @@ def _starts_call(item: Any) -> bool:
     )
 
 
-def _orphaned(item: Any) -> bool:
+def _orphaned(item: Event) -> bool:
     """An event showing a caller is still there, on a call this process has no state for."""
     return isinstance(item, CallEvent) and item.event_type in ORPHAN_EVENTS
 
 
-def _ends_call(item: Any) -> bool:
+def _ends_call(item: Event) -> bool:
     return isinstance(item, CallEvent) and item.event_type == "call.hangup"
 
 
-def _origin(item: Any) -> str:
+def _origin(item: Event) -> str:
     """What a command's id derives from: the webhook id, or the timer that fired."""
     if isinstance(item, TimerFired):
         return f"timer:{item.name}:{item.token}"
     if isinstance(item, CallExpired):
         return "expired"
-    return getattr(item, "event_id", "") or hashlib.sha256(repr(item).encode()).hexdigest()
+    if isinstance(item, CallEvent | LegEvent) and item.event_id:
+        return item.event_id
+    return hashlib.sha256(repr(item).encode()).hexdigest()

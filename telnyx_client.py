@@ -54,7 +54,6 @@ class CallControl(Protocol):
     def playback_stop(self, call_control_id: str, *, command_id: str, **body: Any) -> bool: ...
     def transfer(self, call_control_id: str, to: str, *, command_id: str, **body: Any) -> bool: ...
     def hangup(self, call_control_id: str, *, command_id: str, **body: Any) -> bool: ...
-    def reject(self, call_control_id: str, cause: str, *, command_id: str, **body: Any) -> bool: ...
 
 
 class TelnyxClient:
@@ -104,12 +103,6 @@ class TelnyxClient:
 
     def hangup(self, call_control_id: str, *, command_id: str, **body: Any) -> bool:
         return self._action(call_control_id, "hangup", body, command_id)
-
-    def reject(self, call_control_id: str, cause: str, *, command_id: str, **body: Any) -> bool:
-        return self._action(call_control_id, "reject", {"cause": cause, **body}, command_id)
-
-    def close(self) -> None:
-        self.session.close()
 
     def _action(self, call_control_id: str, action: str, body: dict[str, Any], command_id: str) -> bool:
         url = f"{self.base_url}/calls/{quote(call_control_id, safe=':')}/actions/{action}"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brain import BrainError, BrainReply, Turn
+from brains import BrainError, BrainReply, Turn
 from telnyx_client import TelnyxHTTPError
 
 

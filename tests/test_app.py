@@ -44,7 +44,7 @@ def test_initiated_answered_hangup_drives_answer_greeting_and_cleanup(app, post_
 
 
 def test_a_whole_conversation_turn(app, post_webhook, telnyx, brain):
-    from brain import BrainReply
+    from brains import BrainReply
 
     brain.enqueue(BrainReply("We're open Saturday nine to one.", "continue", 0.92))
     for name in ["call_initiated", "call_answered", "call_speak_ended", "call_transcription"]:
@@ -190,7 +190,7 @@ def test_body_without_event_id_is_deduplicated_by_its_bytes(app, post_webhook, t
 
 
 def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(app, post_webhook, telnyx, brain):
-    from brain import BrainReply
+    from brains import BrainReply
     from spec import validate_request
 
     brain.enqueue(BrainReply("We're open Saturday nine to one, and weekdays from eight until five.", "continue", 0.9))

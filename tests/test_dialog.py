@@ -7,13 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from brain import BrainReply
-from call_state import CallState, Phase
+from brains import BrainReply
+from calls import CallState, Phase
 from commands import (
     Answer,
     AskBrain,
-    BrainFailed,
-    BrainReplied,
     FinishCall,
     Hangup,
     Speak,
@@ -21,12 +19,10 @@ from commands import (
     StartTranscription,
     StopPlayback,
     StopTranscription,
-    TimerFired,
     Transfer,
-    TransferFailed,
 )
 from dialog import Policy, asks_for_person, decide, in_canary
-from events import CallEvent
+from events import BrainFailed, BrainReplied, CallEvent, CommandFailed, LegEvent, TimerFired
 
 _ids = itertools.count()
 
@@ -183,7 +179,7 @@ def test_unanswered_transfer_offers_to_take_a_message(policy):
     state = answered_call(policy)
     decide(state, event("call.dtmf.received", digit="0"), policy)
     decide(state, event("call.speak.ended", status="completed"), policy)
-    leg_hangup = replace(event("call.hangup", hangup_cause="timeout"), event_type="leg.call.hangup")
+    leg_hangup = LegEvent(event("call.hangup", hangup_cause="timeout"))
     commands = decide(state, leg_hangup, policy)
     assert speeches(commands) == [policy.lines["no_human_available"]]
     assert state.phase is Phase.TAKING_MESSAGE
@@ -198,14 +194,15 @@ def test_failed_transfer_command_offers_to_take_a_message(policy):
     state = answered_call(policy)
     decide(state, event("call.dtmf.received", digit="0"), policy)
     decide(state, event("call.speak.ended", status="completed"), policy)
-    assert speeches(decide(state, TransferFailed("TelnyxHTTPError"), policy)) == [policy.lines["no_human_available"]]
+    failed = CommandFailed(Transfer("+15555550100", "front_desk"), "TelnyxHTTPError")
+    assert speeches(decide(state, failed, policy)) == [policy.lines["no_human_available"]]
 
 
 def test_answered_transfer_stops_transcription(policy):
     state = answered_call(policy)
     decide(state, event("call.dtmf.received", digit="0"), policy)
     decide(state, event("call.speak.ended", status="completed"), policy)
-    leg = replace(event("call.answered"), event_type="leg.call.answered")
+    leg = LegEvent(event("call.answered"))
     assert decide(state, leg, policy) == [StopTranscription()]
     assert state.outcome == "transferred"
 
@@ -222,7 +219,7 @@ def test_at_most_one_transfer_per_call(policy):
     state = answered_call(policy)
     decide(state, event("call.dtmf.received", digit="0"), policy)
     decide(state, event("call.speak.ended", status="completed"), policy)
-    decide(state, replace(event("call.hangup"), event_type="leg.call.hangup"), policy)
+    decide(state, LegEvent(event("call.hangup")), policy)
     decide(state, event("call.speak.ended", status="completed"), policy)
     commands = decide(state, event("call.dtmf.received", digit="0"), policy)
     assert not any(isinstance(c, Transfer) for c in commands) and state.after_speech is None

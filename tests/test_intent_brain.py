@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from brain import BrainReply, Turn
+from brains import BrainReply, Turn
+from brains.intent import NOT_SURE, IntentBrain, normalise
 from config import build_settings
-from intent_brain import NOT_SURE, IntentBrain, normalise
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yml"
 MIN_CONFIDENCE = 0.55  # dialog.min_confidence in config.example.yml

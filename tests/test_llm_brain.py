@@ -12,12 +12,12 @@ import pytest
 import requests
 import yaml
 
-from brain import BrainError, BrainReply, Turn
-from brains import build_brain
+from app import build_brain
+from brains import BrainError, BrainReply, Turn
+from brains.intent import IntentBrain
+from brains.llm import PLACEHOLDER_API_KEY, LLMBrain
 from config import build_settings
 from fake_openai import DISCONNECT, HANG, Delay, FakeOpenAI, Status, Trickle
-from intent_brain import IntentBrain
-from llm_brain import PLACEHOLDER_API_KEY, LLMBrain
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yml"
 TIMEOUT_S = 1.0

@@ -208,7 +208,7 @@ def client(api):
     telnyx = TelnyxClient(API_KEY, api.base_url, connect_timeout=CONNECT_S, read_timeout=READ_S,
                           max_attempts=ATTEMPTS, max_backoff=BACKOFF_S)
     yield telnyx
-    telnyx.close()
+    telnyx.session.close()
 
 
 def bounded(work: Callable[[], Any], limit_s: float) -> tuple[Any, BaseException | None, float]:
@@ -547,7 +547,7 @@ def test_many_concurrent_calls_against_a_flaky_api_soak(service, api, keypair, r
 
 def test_the_client_cap_matches_the_configured_values(service):
     """The wall-time bounds above are only meaningful if the service builds its client from these values."""
-    telnyx = service.extensions["receptionist"].telnyx
+    telnyx = service.extensions["receptionist"].runners.telnyx
     assert isinstance(telnyx, TelnyxClient)
     assert telnyx.timeout == (CONNECT_S, READ_S)
     assert (telnyx.max_attempts, telnyx.max_backoff) == (ATTEMPTS, BACKOFF_S)

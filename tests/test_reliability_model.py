@@ -23,13 +23,13 @@ import pytest
 import requests
 
 from app import create_app
-from brain import BrainError
+from brains import BrainError
+from brains.llm import LLMBrain
 from config import build_settings
 from fake_openai import DEFAULT_REPLY, DISCONNECT, HANG, FakeOpenAI, Trickle
 from fakes import RecordingTelnyx
 from figures import record
 from fixtures import encode, sign
-from llm_brain import LLMBrain
 from reliability_helpers import percentile, serve, settle, wait_until
 from security_helpers import background_failures, event, new_call_id, transcription, watching_logs
 
@@ -64,7 +64,7 @@ def running_service(raw_config, keypair, model_url: str, deadline_s: float = DEA
     settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1], "OPENAI_BASE_URL": model_url})
     telnyx = RecordingTelnyx()
     app = create_app(settings, telnyx=telnyx)
-    assert isinstance(app.extensions["receptionist"].brain, LLMBrain)
+    assert isinstance(app.extensions["receptionist"].runners.brain, LLMBrain)
     try:
         with serve(app) as url:
             yield app, url, telnyx

@@ -425,7 +425,7 @@ def _pick(items: list, index: int):
 
 
 def _intent_brain(service_settings):
-    from intent_brain import IntentBrain
+    from brains.intent import IntentBrain
 
     return IntentBrain(service_settings)
 

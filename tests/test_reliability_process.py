@@ -36,7 +36,7 @@ import pytest
 import requests
 
 from app import create_app
-from brain import BrainError, BrainReply, Turn
+from brains import BrainError, BrainReply, Turn
 from config import build_settings
 from events import parse_event
 from fake_openai import FakeOpenAI

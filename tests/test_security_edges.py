@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from dialog import HANDLERS
-from events import BadEvent, encode_client_state, parse_event
+from events import RESERVED_EVENT_TYPES, BadEvent, encode_client_state, parse_event
 from figures import record
 from fixtures import encode, fixture_names, load_fixture, sign, with_ids
 from reliability_helpers import serve, settle
@@ -468,8 +468,7 @@ ODD_EVENT_TYPES = [
     "call.\u202edeweresna", "call.answered\n2026-01-01 INFO forged line", "call..answered", "call.*", "%s%s%s%n",
     "{event_type}", "__class__", "__init__", "HANDLERS", "constructor", "\U0001f4de", "x" * 512, "x" * 513,
 ]
-INTERNAL = ["brain.replied", "brain.failed", "timer.fired", "speak.failed", "transfer.failed", "call.expired",
-            "leg.call.hangup", "leg.call.answered", "leg.call.bridged"]
+INTERNAL = sorted(RESERVED_EVENT_TYPES) + ["leg.call.hangup", "leg.call.answered", "leg.call.bridged"]
 
 
 def test_odd_event_types_are_ignored_or_refused(app, line, logs):
@@ -507,7 +506,7 @@ def test_a_webhook_cannot_pose_as_an_internal_event(app, post_webhook, telnyx, l
 
 
 def test_every_handled_name_that_telnyx_does_not_send_is_refused_from_a_webhook():
-    """Keeps events.INTERNAL_EVENT_TYPES in step with the dialog's table as handlers are added."""
+    """Keeps events.RESERVED_EVENT_TYPES in step with the dialog's table as handlers are added."""
     telnyx_types = {load_fixture(name)["data"]["event_type"] for name in fixture_names()}
     for event_type in set(HANDLERS) - telnyx_types:
         body = event("call_dtmf_received", "v3:x")

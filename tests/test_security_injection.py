@@ -27,14 +27,14 @@ from typing import Any
 import pytest
 
 from app import create_app
-from brain import BrainError, BrainReply, Turn
+from brains import BrainError, BrainReply, Turn
+from brains.llm import parse_reply
 from config import build_settings
 from dialog import asks_for_person
 from events import encode_client_state
 from fake_openai import FakeOpenAI
 from figures import record
 from fixtures import encode, load_fixture, new_keypair, sign, with_ids
-from llm_brain import parse_reply
 from reliability_helpers import settle
 from security_helpers import WEBHOOK, LoopbackTelnyx, event, new_call_id, strict_json_lines
 

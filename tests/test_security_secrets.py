@@ -29,13 +29,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from app import create_app
+from brains.intent import IntentBrain
+from call_log import mask_number, redact_text
 from config import build_settings
 from events import encode_client_state
 from fake_openai import FakeOpenAI, Status
 from figures import record
 from fixtures import SIGNATURE_HEADER, encode, load_fixture, new_keypair, sign, with_ids
-from intent_brain import IntentBrain
-from redact import mask_number, redact_text
 from reliability_helpers import settle
 from security_helpers import WEBHOOK, LoopbackTelnyx, event, new_call_id, strict_json_lines, watching_logs
 

@@ -51,7 +51,6 @@ def sent_bodies() -> list[dict]:
         ("playback_stop", (), "playback_stop", {}),
         ("transfer", ("+15555550100",), "transfer", {"to": "+15555550100"}),
         ("hangup", (), "hangup", {}),
-        ("reject", ("USER_BUSY",), "reject", {"cause": "USER_BUSY"}),
     ],
 )
 def test_each_verb_posts_its_action_with_bearer_auth(client, verb, args, action, expected):

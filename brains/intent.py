@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from rapidfuzz import fuzz, process, utils
 
-from brain import BrainReply, Turn
+from brains import BrainReply, Turn
 from config import Intent, Settings
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 
 import openai
 
-from brain import BrainError, BrainReply, Turn
+from brains import BrainError, BrainReply, Turn
 from config import ACTIONS, Settings
 
 log = logging.getLogger(__name__)

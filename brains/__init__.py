@@ -1,0 +1,5 @@
+"""Whatever thinks of an answer: the seam (`protocol`), the offline intent matcher (`intent`), the LLM (`llm`)."""
+
+from brains.protocol import Action, Brain, BrainError, BrainReply, Turn
+
+__all__ = ["Action", "Brain", "BrainError", "BrainReply", "Turn"]

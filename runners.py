@@ -1,0 +1,166 @@
+"""Carries out the dialog's commands: a Telnyx action, a question to the brain, a timer, or the end of the call.
+
+A runner never calls back into the dialog. It returns what happened next, and the receptionist's loop
+hands that to the dialog: nothing, a follow-up event (the brain's reply, a failed command), or CALL_OVER
+when there is nothing more to do for this call (Telnyx says it has ended, or it was just finished).
+Every Telnyx command fails the same way: the error is logged and comes back as a CommandFailed event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+from brains import Brain, BrainError
+from call_log import CallLog, build_record
+from calls import CallRegistry, CallState
+from commands import (
+    Answer,
+    AskBrain,
+    Command,
+    FinishCall,
+    Hangup,
+    Speak,
+    StartTimer,
+    StartTranscription,
+    StopPlayback,
+    StopTranscription,
+    TelnyxCommand,
+    Transfer,
+)
+from config import Settings
+from events import BrainFailed, BrainReplied, CommandFailed, Event, TimerFired, encode_client_state
+from telnyx_client import CallControl, TelnyxError
+
+log = logging.getLogger(__name__)
+
+# client_state given to the transfer leg, so its webhooks find the call they were transferred from.
+TRANSFER_TAG = "xfer:"
+# Enough of a brain's error to recognise it in the call log, not a page of it.
+MAX_REASON_CHARS = 200
+
+
+class CallOver:
+    """Nothing more to do for this call: drop the rest of the run."""
+
+    def __repr__(self) -> str:
+        return "CALL_OVER"
+
+
+CALL_OVER: Final = CallOver()
+FollowUp = Event | CallOver | None
+# Puts an event on a call's queue after a delay: (delay_s, call_control_id, event).
+Schedule = Callable[[float, str, Event], None]
+
+
+class Runners:
+    """One runner per command type; `run` is the only entry point."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        telnyx: CallControl,
+        brain: Brain,
+        calls: CallRegistry,
+        schedule: Schedule,
+        clock: Callable[[], float],
+    ):
+        self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
+        self.voice = settings.get("assistant.voice")
+        self.language = settings.get("assistant.language")
+        self.transcription = transcription_body(settings)
+        self.ring_timeout_s = settings.get("transfer.ring_timeout_s")
+        self.redact = settings.get("call_log.redact_transcripts")
+        self.call_log = CallLog(settings.get("call_log.path"))
+        self._verbs: dict[type, Callable[[CallState, Any, str], bool]] = {
+            Answer: self._answer,
+            Speak: self._speak,
+            StartTranscription: self._transcription_start,
+            StopTranscription: self._transcription_stop,
+            StopPlayback: self._playback_stop,
+            Transfer: self._transfer,
+            Hangup: self._hangup,
+        }
+
+    def run(self, state: CallState, command: Command, command_id: str) -> FollowUp:
+        """Carry out one command and say what happened next."""
+        if isinstance(command, AskBrain):
+            return self._ask_brain(state, command)
+        if isinstance(command, StartTimer):
+            self.schedule(command.delay_s, state.call_control_id, TimerFired(command.name, command.token))
+            return None
+        if isinstance(command, FinishCall):
+            return self._finish(state)
+        return self._send(state, command, command_id)
+
+    def _send(self, state: CallState, command: TelnyxCommand, command_id: str) -> FollowUp:
+        """The one failure policy for Telnyx: an error goes back to the dialog; a call Telnyx says ended stops."""
+        verb = self._verbs[type(command)]  # each named after its Call Control action
+        try:
+            sent = verb(state, command, command_id)
+        except TelnyxError as exc:
+            log.error("call=%s %s failed: %s", state.call_control_id, verb.__name__.lstrip("_"), exc)
+            return CommandFailed(command, type(exc).__name__)
+        return None if sent else CALL_OVER
+
+    def _answer(self, state: CallState, command: Answer, command_id: str) -> bool:
+        return self.telnyx.answer(state.call_control_id, command_id=command_id)
+
+    def _speak(self, state: CallState, command: Speak, command_id: str) -> bool:
+        sent = self.telnyx.speak(
+            state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id
+        )
+        if sent and state.turns and state.turns[-1].responded_at is None:
+            state.turns[-1].responded_at = self.clock()
+        return sent
+
+    def _transcription_start(self, state: CallState, command: StartTranscription, command_id: str) -> bool:
+        return self.telnyx.transcription_start(state.call_control_id, command_id=command_id, **self.transcription)
+
+    def _transcription_stop(self, state: CallState, command: StopTranscription, command_id: str) -> bool:
+        return self.telnyx.transcription_stop(state.call_control_id, command_id=command_id)
+
+    def _playback_stop(self, state: CallState, command: StopPlayback, command_id: str) -> bool:
+        return self.telnyx.playback_stop(state.call_control_id, command_id=command_id, stop="all")
+
+    def _transfer(self, state: CallState, command: Transfer, command_id: str) -> bool:
+        return self.telnyx.transfer(
+            state.call_control_id,
+            command.to,
+            timeout_secs=self.ring_timeout_s,
+            target_leg_client_state=encode_client_state(TRANSFER_TAG + state.call_control_id),
+            command_id=command_id,
+        )
+
+    def _hangup(self, state: CallState, command: Hangup, command_id: str) -> bool:
+        return self.telnyx.hangup(state.call_control_id, command_id=command_id)
+
+    def _ask_brain(self, state: CallState, command: AskBrain) -> Event:
+        try:
+            return BrainReplied(self.brain.reply(list(state.history), command.utterance))
+        except BrainError as exc:
+            return BrainFailed(str(exc)[:MAX_REASON_CHARS])
+        except Exception as exc:  # a broken brain must not leave the caller in silence
+            log.exception("call=%s brain crashed", state.call_control_id)
+            return BrainFailed(type(exc).__name__)
+
+    def _finish(self, state: CallState) -> CallOver:
+        self.call_log.write(build_record(state, self.clock(), self.redact))
+        self.calls.close(state.call_control_id)
+        log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
+        return CALL_OVER
+
+
+def transcription_body(settings: Settings) -> dict[str, Any]:
+    """The transcription_start body: the configured engine and language, the caller's side only."""
+    engine = settings.get("transcription.engine")
+    return {
+        "transcription_engine": engine,
+        "transcription_engine_config": {
+            "transcription_engine": engine,
+            "language": settings.get("transcription.language"),
+        },
+        "transcription_tracks": "inbound",
+    }
+
