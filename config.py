@@ -1,18 +1,13 @@
 """Settings: behaviour from a YAML file, secrets from the environment, validated once at startup.
 
-Each YAML section is a pydantic model below, so `settings.dialog.min_confidence` is a typed attribute, and
-`settings.get("dialog.min_confidence")` still works for callers that read dotted paths.
+One pydantic model per YAML section: `settings.dialog.min_confidence` is typed, `settings.get("dialog.min_confidence")`
+still works. Defaults are written once, in the models; the business's own words (`business.name`, the `assistant`
+lines) and `ai.model` (the model you pay for) have none. config.example.yml spells out every key for forkers; its
+operational values are these defaults, and tests/test_config.py fails when the two differ.
 
-Defaults are written once, here, in the models. The business's own words (`business.name`, the
-`assistant` lines) and `ai.model` (which model you pay for) have none: leaving them out is an error.
-config.example.yml still spells out every key so a forker sees them all; where it shows an operational
-value (timeouts, limits, voice, languages), that value is the default, and tests/test_config.py fails
-when the two differ, so they cannot drift apart.
-
-Validation is strict: a key this module does not know is refused (with a "did you mean" hint), `true`
-is not a number, and the voice and languages are checked against the values Telnyx's OpenAPI spec
-allows, copied here as data, so a typo stops the service at startup rather than failing with a 422
-in the middle of a call. Every problem goes into one ConfigError.
+Validation is strict: unknown keys are refused with a "did you mean", `true` is not a number, and the voice and
+languages are checked against values copied from Telnyx's OpenAPI spec, so a typo stops the service at startup
+instead of a 422 in the middle of a call. Every problem goes into one ConfigError.
 """
 
 from __future__ import annotations
@@ -36,8 +31,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictBool, Str
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+NUMBER = re.compile(r"\+[1-9]\d{6,14}|sip:\S+")  # E.164, or a SIP URI
+NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 Action = Literal["continue", "transfer", "end"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
@@ -80,9 +75,16 @@ class ConfigError(Exception):
 # ---------------------------------------------------------------- value checks
 
 
-def _refuse(template: str, value: str, choices: Iterable[str]) -> PydanticCustomError:
-    """An error naming `value`, with a hint drawn from `choices`."""
-    return PydanticCustomError("not_allowed", template + "{hint}", {"value": value, "hint": _hint(value, choices)})
+def _one_of(allowed: frozenset[str], what: str) -> Callable[[str], str]:
+    """A check that a value is in `allowed`, refusing it as "'x' is not <what>; did you mean ...?"."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            context = {"value": value, "what": what, "hint": _hint(value, allowed)}
+            raise PydanticCustomError("not_allowed", "'{value}' is not {what}{hint}", context)
+        return value
+
+    return check
 
 
 def _hint(word: str, choices: Iterable[str]) -> str:
@@ -110,32 +112,20 @@ def _between(lo: float, hi: float) -> Any:
     return _must(lambda value: lo <= value <= hi, f"must be between {lo} and {hi}")
 
 
-BASIC_VOICE = (
-    "'{voice}' is only for service_level basic, which this service does not use; "
-    "name a voice as Provider.Model.VoiceId, e.g. Telnyx.KokoroTTS.af"
-)
-
-
 def _voice(voice: str) -> str:
     if voice in ("male", "female"):
-        raise PydanticCustomError("voice", BASIC_VOICE, {"voice": voice})
+        raise PydanticCustomError("voice", "'{voice}' is only for service_level basic, which this service does not "
+                                  "use; name a voice as Provider.Model.VoiceId, e.g. Telnyx.KokoroTTS.af",
+                                  {"voice": voice})
     parts = voice.split(".")
     if len(parts) < 2 or "" in parts or any(c.isspace() for c in voice):
         raise PydanticCustomError("voice", "must look like Provider.Model.VoiceId, e.g. Telnyx.KokoroTTS.af")
-    if parts[0] not in VOICE_PROVIDERS:
-        raise _refuse("'{value}' is not a Telnyx speak voice provider", parts[0], VOICE_PROVIDERS)
+    _one_of(VOICE_PROVIDERS, "a Telnyx speak voice provider")(parts[0])
     return voice
 
 
-def _speak_language(language: str) -> str:
-    if language not in SPEAK_LANGUAGES:
-        raise _refuse("'{value}' is not a language Telnyx speak accepts (SpeakRequest.language)", language,
-                      SPEAK_LANGUAGES)
-    return language
-
-
-def _is_number(number: Any) -> bool:
-    return isinstance(number, str) and bool(E164.match(number) or number.startswith("sip:"))
+def _text_matching(pattern: re.Pattern[str]) -> Callable[[Any], object]:
+    return lambda value: isinstance(value, str) and pattern.fullmatch(value)
 
 
 def _known_destination(name: str | None, info: pydantic.ValidationInfo) -> str | None:
@@ -148,12 +138,11 @@ def _known_destination(name: str | None, info: pydantic.ValidationInfo) -> str |
 
 Line = Annotated[StrictStr, _must(str.strip, "must not be empty")]
 Voice = Annotated[StrictStr, AfterValidator(_voice)]
-SpeakLanguage = Annotated[StrictStr, AfterValidator(_speak_language)]
+SpeakLanguage = Annotated[StrictStr, AfterValidator(_one_of(SPEAK_LANGUAGES, "a language Telnyx speak accepts"))]
 LogLevel = Annotated[StrictStr, _must(lambda level: logging.getLevelName(level.upper()) in range(60),
                                       "must be a logging level (DEBUG, INFO, WARNING, ERROR)")]
-DestinationName = Annotated[str, _must(lambda name: isinstance(name, str) and NAME.match(name),
-                                       "name must be lower_snake_case", before=True)]
-DestinationNumber = Annotated[str, _must(_is_number, "must be an E.164 number (+15555550100) or sip: URI",
+DestinationName = Annotated[str, _must(_text_matching(NAME), "name must be lower_snake_case", before=True)]
+DestinationNumber = Annotated[str, _must(_text_matching(NUMBER), "must be an E.164 number (+15555550100) or sip: URI",
                                          before=True)]
 Destinations = Annotated[dict[DestinationName, DestinationNumber], BeforeValidator(lambda d: {} if d is None else d)]
 Destination = Annotated[StrictStr | None, AfterValidator(_known_destination)]
@@ -208,10 +197,9 @@ class TranscriptionConfig(Section):
     @classmethod
     def _engine_knows_it(cls, language: str, info: pydantic.ValidationInfo) -> str:
         engine = info.data.get("engine")
-        if engine in TRANSCRIPTION_LANGUAGES and language not in TRANSCRIPTION_LANGUAGES[engine]:
-            raise _refuse(f"'{{value}}' is not a language the {engine} engine recognises", language,
-                          TRANSCRIPTION_LANGUAGES[engine])
-        return language
+        if engine not in TRANSCRIPTION_LANGUAGES:
+            return language  # the engine itself was refused
+        return _one_of(TRANSCRIPTION_LANGUAGES[engine], f"a language the {engine} engine recognises")(language)
 
 
 class AiConfig(Section):
@@ -377,6 +365,8 @@ def _section(raw: Any, key: str) -> Mapping[str, Any]:
 
 EXPECTED = {"string_type": "text", "int_type": "a number", "float_type": "a number", "bool_type": "true or false",
             "dict_type": "a mapping", "model_type": "a mapping", "dataclass_type": "a mapping", "tuple_type": "a list"}
+KINDS = {bool: "a boolean", type(None): "nothing", str: "text", int: "a number", float: "a number", list: "a list",
+         dict: "a mapping"}
 UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
 
 
@@ -410,9 +400,7 @@ def _dotted(loc: tuple[int | str, ...]) -> str:
 
 
 def _kind_of(value: Any) -> str:
-    kinds = {bool: "a boolean", type(None): "nothing", str: "text", int: "a number", float: "a number",
-             list: "a list", dict: "a mapping"}
-    return kinds.get(type(value), type(value).__name__)
+    return KINDS.get(type(value), type(value).__name__)
 
 
 def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
@@ -420,15 +408,9 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
     model: Any = Settings
     for part in loc:
         if isinstance(part, str):
-            model = _model_in(model.__pydantic_fields__[part].annotation)
+            annotation = model.__pydantic_fields__[part].annotation
+            model = (get_args(annotation) or [annotation])[0]  # tuple[Intent, ...] holds Intent
     return list(model.__pydantic_fields__)
-
-
-def _model_in(annotation: Any) -> Any:
-    """The model class inside an annotation such as `tuple[Intent, ...]`."""
-    if hasattr(annotation, "__pydantic_fields__"):
-        return annotation
-    return next(filter(None, map(_model_in, get_args(annotation))), None)
 
 
 # ---------------------------------------------------------------- secrets
