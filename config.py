@@ -1,23 +1,67 @@
-"""Settings: behaviour from a YAML file, secrets from the environment, validated once at startup."""
+"""Settings: behaviour from a YAML file, secrets from the environment, validated once at startup.
+
+One pydantic model per YAML section: `settings.dialog.min_confidence` is typed, `settings.get("dialog.min_confidence")`
+still works. Defaults are written once, in the models; the business's own words (`business.name`, the `assistant`
+lines) and `ai.model` (the model you pay for) have none. config.example.yml spells out every key for forkers; its
+operational values are these defaults, and tests/test_config.py fails when the two differ.
+
+Validation is strict: unknown keys are refused with a "did you mean", `true` is not a number, and the voice and
+languages are checked against values copied from Telnyx's OpenAPI spec, so a typo stops the service at startup
+instead of a 422 in the middle of a call. Every problem goes into one ConfigError.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+import pydantic
+import pydantic.dataclasses
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-ACTIONS = ("continue", "transfer", "end")
+NUMBER = re.compile(r"\+[1-9]\d{6,14}|sip:\S+")  # E.164, or a SIP URI
+NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+Action = Literal["continue", "transfer", "end"]
+ACTIONS: tuple[str, ...] = get_args(Action)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Copied from Telnyx's Call Control OpenAPI spec (call-control.json); read it again when Telnyx adds values.
+# SpeakRequest.language: the languages `speak` accepts (a bare `en` gets a 422 during the call).
+SPEAK_LANGUAGES = _words(
+    "arb cmn-CN cy-GB da-DK de-DE en-AU en-GB en-GB-WLS en-IN en-US es-ES es-MX es-US fr-CA fr-FR hi-IN is-IS"
+    " it-IT ja-JP ko-KR nb-NO nl-NL pl-PL pt-BR pt-PT ro-RO ru-RU sv-SE tr-TR"
+)
+# SpeakRequest.voice description, "Supported Providers": a voice is `<Provider>.<Model>.<VoiceId>`.
+VOICE_PROVIDERS = _words("AWS Azure ElevenLabs FishAudio Inworld Minimax Resemble Rime Telnyx xAI")
+# GoogleTranscriptionLanguage (TranscriptionEngineGoogleConfig.language).
+GOOGLE_LANGUAGES = _words(
+    "af am ar az bg bn bs ca cs da de el en es et eu fa fi fil fr gl gu hi hr hu hy id is it iw ja jv ka kk km"
+    " kn ko lo lt lv mk ml mn mr ms my ne nl no pa pl pt ro ru rw si sk sl sq sr ss st su sv sw ta te th tn tr"
+    " ts uk ur uz ve vi xh yue zh zu"
+)
+# TelnyxTranscriptionLanguage (TranscriptionEngineTelnyxConfig.language).
+TELNYX_LANGUAGES = _words(
+    "af am ar as auto_detect az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi"
+    " hr ht hu hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl"
+    " ps pt ro ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh"
+)
+TRANSCRIPTION_LANGUAGES = {"Google": GOOGLE_LANGUAGES, "Telnyx": TELNYX_LANGUAGES}
 
 
 class ConfigError(Exception):
@@ -28,13 +72,181 @@ class ConfigError(Exception):
         super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
 
 
-@dataclass(frozen=True)
+# ---------------------------------------------------------------- value checks
+
+
+def _one_of(allowed: frozenset[str], what: str) -> Callable[[str], str]:
+    """A check that a value is in `allowed`, refusing it as "'x' is not <what>; did you mean ...?"."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            context = {"value": value, "what": what, "hint": _hint(value, allowed)}
+            raise PydanticCustomError("not_allowed", "'{value}' is not {what}{hint}", context)
+        return value
+
+    return check
+
+
+def _hint(word: str, choices: Iterable[str]) -> str:
+    """A "did you mean" from close spellings or shared prefixes; a short list of choices is given whole."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(word, choices, n=3)
+    close = close or [c for c in choices if len(word) >= 2 and (c.startswith(word) or word.startswith(c))][:5]
+    if close:
+        return f"; did you mean {', '.join(close)}?"
+    return f"; expected one of {', '.join(choices)}" if len(choices) <= 12 else ""
+
+
+def _must(ok: Callable[[Any], object], message: str, *, before: bool = False) -> Any:
+    """A validator refusing the values `ok` finds wrong, saying `message`; `before` runs ahead of the type check."""
+
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise PydanticCustomError("invalid", message)
+        return value
+
+    return BeforeValidator(check) if before else AfterValidator(check)
+
+
+def _between(lo: float, hi: float) -> Any:
+    return _must(lambda value: lo <= value <= hi, f"must be between {lo} and {hi}")
+
+
+def _voice(voice: str) -> str:
+    if voice in ("male", "female"):
+        raise PydanticCustomError("voice", "'{voice}' is only for service_level basic, which this service does not "
+                                  "use; name a voice as Provider.Model.VoiceId, e.g. Telnyx.KokoroTTS.af",
+                                  {"voice": voice})
+    parts = voice.split(".")
+    if len(parts) < 2 or "" in parts or any(c.isspace() for c in voice):
+        raise PydanticCustomError("voice", "must look like Provider.Model.VoiceId, e.g. Telnyx.KokoroTTS.af")
+    _one_of(VOICE_PROVIDERS, "a Telnyx speak voice provider")(parts[0])
+    return voice
+
+
+def _text_matching(pattern: re.Pattern[str]) -> Callable[[Any], object]:
+    return lambda value: isinstance(value, str) and pattern.fullmatch(value)
+
+
+def _known_destination(name: str | None, info: pydantic.ValidationInfo) -> str | None:
+    """Destinations come in the validation context: intents name them from outside the transfer section."""
+    destinations = (info.context or {}).get("destinations")
+    if name and destinations is not None and name not in destinations:
+        raise PydanticCustomError("destination", "'{name}' is not one of transfer.destinations", {"name": name})
+    return name
+
+
+Line = Annotated[StrictStr, _must(str.strip, "must not be empty")]
+Voice = Annotated[StrictStr, AfterValidator(_voice)]
+SpeakLanguage = Annotated[StrictStr, AfterValidator(_one_of(SPEAK_LANGUAGES, "a language Telnyx speak accepts"))]
+LogLevel = Annotated[StrictStr, _must(lambda level: logging.getLevelName(level.upper()) in range(60),
+                                      "must be a logging level (DEBUG, INFO, WARNING, ERROR)")]
+DestinationName = Annotated[str, _must(_text_matching(NAME), "name must be lower_snake_case", before=True)]
+DestinationNumber = Annotated[str, _must(_text_matching(NUMBER), "must be an E.164 number (+15555550100) or sip: URI",
+                                         before=True)]
+Destinations = Annotated[dict[DestinationName, DestinationNumber], BeforeValidator(lambda d: {} if d is None else d)]
+Destination = Annotated[StrictStr | None, AfterValidator(_known_destination)]
+
+
+# ---------------------------------------------------------------- the YAML sections
+
+
+class Section(BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class BusinessConfig(Section):
+    name: Line
+    hours: StrictStr = ""
+    address: StrictStr = ""
+    description: StrictStr = ""
+
+
+class AssistantConfig(Section):
+    greeting: Line
+    voice: Voice = "Telnyx.KokoroTTS.af"
+    language: SpeakLanguage = "en-US"
+    reprompt: Line
+    silence_reprompt: Line
+    goodbye: Line
+    fallback: Line
+    transfer_announcement: Line
+    no_human_available: Line
+    message_taken: Line
+
+
+class DialogConfig(Section):
+    min_asr_confidence: Annotated[StrictFloat, _between(0, 1)] = 0.5
+    min_confidence: Annotated[StrictFloat, _between(0, 1)] = 0.55
+    max_low_confidence_turns: Annotated[StrictInt, _between(1, 10)] = 2
+    silence_timeout_s: Annotated[StrictFloat, _between(1, 120)] = 10.0
+    max_turns: Annotated[StrictInt, _between(1, 200)] = 20
+
+
+class TransferConfig(Section):
+    destinations: Destinations = {}
+    default_destination: Destination = None  # empty: take a message instead
+    ring_timeout_s: Annotated[StrictInt, _between(5, 120)] = 30
+
+
+class TranscriptionConfig(Section):
+    engine: Literal["Google", "Telnyx"] = "Google"
+    language: StrictStr = "en"
+
+    @pydantic.field_validator("language")
+    @classmethod
+    def _engine_knows_it(cls, language: str, info: pydantic.ValidationInfo) -> str:
+        engine = info.data.get("engine")
+        if engine not in TRANSCRIPTION_LANGUAGES:
+            return language  # the engine itself was refused
+        return _one_of(TRANSCRIPTION_LANGUAGES[engine], f"a language the {engine} engine recognises")(language)
+
+
+class AiConfig(Section):
+    enabled: StrictBool = True
+    canary_percent: Annotated[StrictFloat, _between(0, 100)] = 100.0
+    model: Line
+    timeout_s: Annotated[StrictFloat, _between(0.5, 60)] = 8.0
+    max_retries: Annotated[StrictInt, _between(0, 1)] = 1
+    max_history_turns: Annotated[StrictInt, _between(0, 100)] = 12
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=pydantic.ConfigDict(extra="forbid"))
 class Intent:
-    name: str
-    examples: tuple[str, ...]
-    answer: str
-    action: str = "continue"
-    department: str | None = None
+    """One offline-brain intent; `department` must name one of transfer.destinations."""
+
+    name: StrictStr
+    examples: Annotated[tuple[StrictStr, ...], _must(len, "must not be empty")]
+    answer: Line
+    action: Action = "continue"
+    department: Destination = None
+
+
+class WebhookConfig(Section):
+    verify_signatures: StrictBool = True
+    timestamp_tolerance_s: Annotated[StrictInt, _between(1, 3600)] = 300
+    max_body_bytes: Annotated[StrictInt, _between(1024, 10 * 1024 * 1024)] = 65536
+
+
+class TelnyxConfig(Section):
+    connect_timeout_s: Annotated[StrictFloat, _between(0.1, 30)] = 2.0
+    read_timeout_s: Annotated[StrictFloat, _between(0.1, 60)] = 3.0
+    max_attempts: Annotated[StrictInt, _between(1, 10)] = 3
+    max_backoff_s: Annotated[StrictFloat, _between(0, 10)] = 1.0
+
+
+class CallsConfig(Section):
+    max_call_age_s: Annotated[StrictInt, _between(60, 86400)] = 7200
+    workers: Annotated[StrictInt, _between(1, 1024)] = 256
+
+
+class CallLogConfig(Section):
+    path: StrictStr | None = "call_log.jsonl"  # empty: no call log
+    redact_transcripts: StrictBool = True
+
+
+class LoggingConfig(Section):
+    level: LogLevel = "INFO"
 
 
 @dataclass(frozen=True)
@@ -52,13 +264,39 @@ class Secrets:
         return bool(self.openai_api_key or self.openai_base_url)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting the service reads; `raw` keeps the validated YAML tree for sections' own use."""
+class Settings(Section):
+    """Every setting the service reads: one attribute per YAML section, plus `secrets` from the environment."""
 
-    raw: Mapping[str, Any]
-    secrets: Secrets
-    intents: tuple[Intent, ...]
+    business: BusinessConfig
+    assistant: AssistantConfig
+    dialog: DialogConfig = DialogConfig()
+    transfer: TransferConfig = TransferConfig()
+    transcription: TranscriptionConfig = TranscriptionConfig()
+    ai: AiConfig
+    intents: tuple[Intent, ...] = ()
+    webhook: WebhookConfig = WebhookConfig()
+    telnyx: TelnyxConfig = TelnyxConfig()
+    calls: CallsConfig = CallsConfig()
+    call_log: CallLogConfig = CallLogConfig()
+    logging: LoggingConfig = LoggingConfig()
+    _secrets: Secrets = Secrets()
+
+    @pydantic.field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any, info: pydantic.ValidationInfo) -> Any:
+        """A section whose keys are all commented out is YAML null: treat it as empty."""
+        if value is None:
+            return () if info.field_name == "intents" else {}
+        return value
+
+    @property
+    def secrets(self) -> Secrets:
+        return self._secrets
+
+    @cached_property
+    def raw(self) -> dict[str, Any]:
+        """The validated tree, defaults included, as plain dicts."""
+        return self.model_dump()
 
     def get(self, dotted: str) -> Any:
         node: Any = self.raw
@@ -68,69 +306,10 @@ class Settings:
 
     @property
     def destinations(self) -> dict[str, str]:
-        return dict(self.raw["transfer"]["destinations"] or {})
+        return dict(self.transfer.destinations)
 
 
-# Every scalar key: dotted path -> (type, required, check). A check returns an error or None.
-def _between(lo: float, hi: float):
-    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
-
-
-def _nonempty(v: str):
-    return None if v.strip() else "must not be empty"
-
-
-def _voice(v: str):
-    return None if v.count(".") >= 1 or v in ("male", "female") else "must look like Provider.Model.Voice"
-
-
-def _level(v: str):
-    return None if logging.getLevelName(v.upper()) in range(0, 60) else "must be a logging level"
-
-
-SCHEMA: dict[str, tuple[type | tuple[type, ...], Any]] = {
-    "business.name": (str, _nonempty),
-    "business.hours": (str, None),
-    "business.address": (str, None),
-    "business.description": (str, None),
-    "assistant.greeting": (str, _nonempty),
-    "assistant.voice": (str, _voice),
-    "assistant.language": (str, None),
-    "assistant.reprompt": (str, _nonempty),
-    "assistant.silence_reprompt": (str, _nonempty),
-    "assistant.goodbye": (str, _nonempty),
-    "assistant.fallback": (str, _nonempty),
-    "assistant.transfer_announcement": (str, _nonempty),
-    "assistant.no_human_available": (str, _nonempty),
-    "assistant.message_taken": (str, _nonempty),
-    "dialog.min_asr_confidence": ((int, float), _between(0, 1)),
-    "dialog.min_confidence": ((int, float), _between(0, 1)),
-    "dialog.max_low_confidence_turns": (int, _between(1, 10)),
-    "dialog.silence_timeout_s": ((int, float), _between(1, 120)),
-    "dialog.max_turns": (int, _between(1, 200)),
-    "transfer.default_destination": ((str, type(None)), None),
-    "transfer.ring_timeout_s": (int, _between(5, 120)),
-    "transcription.engine": (str, lambda v: None if v in ("Google", "Telnyx") else "must be Google or Telnyx"),
-    "transcription.language": (str, None),
-    "ai.enabled": (bool, None),
-    "ai.canary_percent": ((int, float), _between(0, 100)),
-    "ai.model": (str, _nonempty),
-    "ai.timeout_s": ((int, float), _between(0.5, 60)),
-    "ai.max_retries": (int, _between(0, 1)),
-    "ai.max_history_turns": (int, _between(0, 100)),
-    "webhook.verify_signatures": (bool, None),
-    "webhook.timestamp_tolerance_s": (int, _between(1, 3600)),
-    "webhook.max_body_bytes": (int, _between(1024, 10 * 1024 * 1024)),
-    "telnyx.connect_timeout_s": ((int, float), _between(0.1, 30)),
-    "telnyx.read_timeout_s": ((int, float), _between(0.1, 60)),
-    "telnyx.max_attempts": (int, _between(1, 10)),
-    "telnyx.max_backoff_s": ((int, float), _between(0, 10)),
-    "calls.max_call_age_s": (int, _between(60, 86400)),
-    "calls.workers": (int, _between(1, 1024)),
-    "call_log.path": ((str, type(None)), None),
-    "call_log.redact_transcripts": (bool, None),
-    "logging.level": (str, _level),
-}
+# ---------------------------------------------------------------- loading
 
 
 def load_settings(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -151,19 +330,19 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 
 def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     """Validate an already-parsed YAML tree plus the environment."""
-    problems: list[str] = []
     if not isinstance(raw, Mapping):
         raise ConfigError(["the config file must be a mapping of sections"])
-    for dotted, (kind, check) in SCHEMA.items():
-        problems.extend(_check_key(raw, dotted, kind, check))
-    problems.extend(_check_destinations(raw))
-    intents, intent_problems = _parse_intents(raw.get("intents"), raw)
-    problems.extend(intent_problems)
     secrets = _read_secrets(env)
-    problems.extend(_check_secrets(secrets, raw))
+    problems = _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
+    context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
+    try:
+        settings = Settings.model_validate(dict(raw), context=context)
+    except pydantic.ValidationError as exc:
+        raise ConfigError([*map(_problem, exc.errors()), *problems]) from None
     if problems:
         raise ConfigError(problems)
-    return Settings(raw=raw, secrets=secrets, intents=intents)
+    settings._secrets = secrets
+    return settings
 
 
 def _read_yaml(path: Path) -> Any:
@@ -176,87 +355,65 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError([f"config file {path} is not valid YAML: {exc}"]) from exc
 
 
-def _lookup(raw: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = raw
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
+def _section(raw: Any, key: str) -> Mapping[str, Any]:
+    """raw[key] when it is a mapping, else empty: for the checks that look across sections."""
+    value = raw.get(key) if isinstance(raw, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
 
 
-def _check_key(raw: Mapping[str, Any], dotted: str, kind, check) -> list[str]:
-    found, value = _lookup(raw, dotted)
-    if not found:
-        return [f"{dotted}: missing"]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return [f"{dotted}: expected {_kind_name(kinds)}, got a boolean"]
-    if not isinstance(value, kinds):
-        return [f"{dotted}: expected {_kind_name(kinds)}, got {type(value).__name__}"]
-    error = check(value) if check and value is not None else None
-    return [f"{dotted}: {error}"] if error else []
+# ---------------------------------------------------------------- pydantic errors as "dotted.path: message"
+
+EXPECTED = {"string_type": "text", "int_type": "a number", "float_type": "a number", "bool_type": "true or false",
+            "dict_type": "a mapping", "model_type": "a mapping", "dataclass_type": "a mapping", "tuple_type": "a list"}
+KINDS = {bool: "a boolean", type(None): "nothing", str: "text", int: "a number", float: "a number", list: "a list",
+         dict: "a mapping"}
+UNKNOWN_KEY = ("extra_forbidden", "unexpected_keyword_argument")
 
 
-def _kind_name(kinds: tuple[type, ...]) -> str:
-    names = {int: "a number", float: "a number", str: "text", bool: "true or false", type(None): "nothing"}
-    return " or ".join(dict.fromkeys(names.get(k, k.__name__) for k in kinds))
+def _problem(error: ErrorDetails) -> str:
+    """One readable line for one pydantic error."""
+    where, kind, value = _dotted(error["loc"]), error["type"], error["input"]
+    if kind == "missing":
+        return f"{where}: missing"
+    if kind in UNKNOWN_KEY:
+        return f"{where}: unknown key{_hint(str(error['loc'][-1]), _known_keys(error['loc'][:-1]))}"
+    if kind == "int_type" and type(value) is float:
+        return f"{where}: must be a whole number"
+    if kind in EXPECTED:
+        return f"{where}: expected {EXPECTED[kind]}, got {_kind_of(value)}"
+    if kind == "literal_error":
+        return f"{where}: must be one of {error.get('ctx', {}).get('expected')}"
+    if kind == "too_short":
+        return f"{where}: must not be empty"
+    return f"{where}: {error['msg']}"
 
 
-def _check_destinations(raw: Mapping[str, Any]) -> list[str]:
-    found, destinations = _lookup(raw, "transfer.destinations")
-    if not found or destinations is None:
-        destinations = {}
-    if not isinstance(destinations, Mapping):
-        return ["transfer.destinations: expected a mapping of name to E.164 number"]
-    problems = []
-    for name, number in destinations.items():
-        if not isinstance(name, str) or not NAME.match(name):
-            problems.append(f"transfer.destinations.{name}: name must be lower_snake_case")
-        if not isinstance(number, str) or not (E164.match(number) or number.startswith("sip:")):
-            problems.append(f"transfer.destinations.{name}: must be an E.164 number (+15555550100) or sip: URI")
-    _, default = _lookup(raw, "transfer.default_destination")
-    if default and default not in destinations:
-        problems.append(f"transfer.default_destination: '{default}' is not one of transfer.destinations")
-    return problems
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    """("intents", 0, "action") -> "intents[0]: action"; ("dialog", "max_turns") -> "dialog.max_turns"."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part != "[key]":
+            text += (": " if text.endswith("]") else ".") + part if text else part
+    return text
 
 
-def _parse_intents(items: Any, raw: Mapping[str, Any]) -> tuple[tuple[Intent, ...], list[str]]:
-    if items is None:
-        return (), []
-    if not isinstance(items, list):
-        return (), ["intents: expected a list"]
-    _, destinations = _lookup(raw, "transfer.destinations")
-    names = set(destinations or {}) if isinstance(destinations, Mapping) else set()
-    intents, problems = [], []
-    for i, item in enumerate(items):
-        intent, errors = _parse_intent(item, names)
-        problems.extend(f"intents[{i}]: {e}" for e in errors)
-        if intent:
-            intents.append(intent)
-    return tuple(intents), problems
+def _kind_of(value: Any) -> str:
+    return KINDS.get(type(value), type(value).__name__)
 
 
-def _parse_intent(item: Any, destinations: set[str]) -> tuple[Intent | None, list[str]]:
-    if not isinstance(item, Mapping):
-        return None, ["expected a mapping with name, examples and answer"]
-    errors = []
-    examples = item.get("examples")
-    if not isinstance(item.get("name"), str):
-        errors.append("name: missing")
-    if not isinstance(examples, list) or not examples or not all(isinstance(e, str) for e in examples):
-        errors.append("examples: expected a non-empty list of phrases")
-    if not isinstance(item.get("answer"), str) or not item["answer"].strip():
-        errors.append("answer: missing")
-    action = item.get("action", "continue")
-    if action not in ACTIONS:
-        errors.append(f"action: must be one of {', '.join(ACTIONS)}")
-    department = item.get("department")
-    if department is not None and department not in destinations:
-        errors.append(f"department: '{department}' is not one of transfer.destinations")
-    if errors:
-        return None, errors
-    return Intent(item["name"], tuple(examples), item["answer"], action, department), []
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys accepted at `loc` (list indexes skipped), for the "did you mean" hint."""
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, str):
+            annotation = model.__pydantic_fields__[part].annotation
+            model = (get_args(annotation) or [annotation])[0]  # tuple[Intent, ...] holds Intent
+    return list(model.__pydantic_fields__)
+
+
+# ---------------------------------------------------------------- secrets
 
 
 def _read_secrets(env: Mapping[str, str]) -> Secrets:
@@ -269,8 +426,7 @@ def _read_secrets(env: Mapping[str, str]) -> Secrets:
     )
 
 
-def _check_secrets(secrets: Secrets, raw: Mapping[str, Any]) -> list[str]:
-    _, verify = _lookup(raw, "webhook.verify_signatures")
+def _check_secrets(secrets: Secrets, verify: Any) -> list[str]:
     if verify is False:
         return []
     if not secrets.telnyx_public_key:

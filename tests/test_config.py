@@ -6,8 +6,19 @@ import base64
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from config import ConfigError, build_settings, load_settings
+from config import (
+    ACTIONS,
+    SPEAK_LANGUAGES,
+    TRANSCRIPTION_LANGUAGES,
+    VOICE_PROVIDERS,
+    ConfigError,
+    Intent,
+    Settings,
+    build_settings,
+    load_settings,
+)
 
 PUBLIC_KEY = base64.b64encode(bytes(range(32))).decode()
 
@@ -103,3 +114,247 @@ def test_unreadable_config_is_a_clear_error(tmp_path, content, message):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(tmp_path / "absent.yml", env={})
+
+
+# ---------------------------------------------------------------- typed sections, defaults, strictness
+
+
+def test_sections_are_typed_attributes(example_config):
+    settings = build_settings(example_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert settings.dialog.min_confidence == 0.55
+    assert settings.assistant.voice == "Telnyx.KokoroTTS.af"
+    assert settings.telnyx.read_timeout_s == 3.0
+    assert settings.calls.workers == 256
+    assert settings.transfer.destinations == settings.destinations == {"front_desk": "+15555550100",
+                                                                      "billing": "+15555550101"}
+    assert settings.get("assistant") == settings.raw["assistant"] == example_config["assistant"]
+    assert isinstance(settings.intents[0], Intent)
+    assert settings.intents[2].department == "front_desk"
+
+
+def test_defaults_apply_when_keys_are_left_out(raw_config):
+    for section in ("dialog", "transcription", "webhook", "telnyx", "calls", "call_log", "logging"):
+        del raw_config[section]
+    del raw_config["assistant"]["voice"], raw_config["ai"]["timeout_s"], raw_config["transfer"]["ring_timeout_s"]
+    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert settings.calls.workers == 256
+    assert settings.calls.max_call_age_s == 7200
+    assert settings.dialog.silence_timeout_s == 10
+    assert settings.webhook.verify_signatures is True
+    assert settings.assistant.voice == "Telnyx.KokoroTTS.af"
+    assert settings.get("ai.timeout_s") == 8
+    assert settings.get("transfer.ring_timeout_s") == 30
+    assert settings.get("transcription") == {"engine": "Google", "language": "en"}
+
+
+def test_an_empty_section_means_its_defaults(raw_config):
+    raw_config["dialog"] = None
+    raw_config["transfer"] = {"destinations": None}
+    raw_config["intents"] = None
+    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert settings.dialog.max_turns == 20
+    assert settings.destinations == {}
+    assert settings.transfer.default_destination is None
+    assert settings.intents == ()
+
+
+def test_the_business_words_have_no_default(raw_config):
+    del raw_config["business"]["name"], raw_config["assistant"]["greeting"]
+    raw_config["assistant"]["goodbye"] = "  "
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert raised.value.problems == [
+        "business.name: missing",
+        "assistant.greeting: missing",
+        "assistant.goodbye: must not be empty",
+    ]
+
+
+REQUIRED = object()
+# Keys whose example value is the sample business's own data, not the default.
+SAMPLE_DATA = {"business.hours", "business.address", "business.description", "transfer.destinations",
+               "transfer.default_destination", "intents"}
+
+
+def model_keys(model: type[BaseModel], prefix: str = ""):
+    """(dotted key, default or REQUIRED) for every key the models accept, sections opened up."""
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            yield from model_keys(info.annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", REQUIRED if info.is_required() else info.default
+
+
+def test_the_example_shows_every_key_and_its_default(example_config):
+    for dotted, default in model_keys(Settings):
+        node = example_config
+        for part in dotted.split("."):
+            assert part in node, f"{dotted} is missing from config.example.yml"
+            node = node[part]
+        if default is not REQUIRED and dotted not in SAMPLE_DATA:
+            assert node == default, f"{dotted}: config.example.yml shows {node!r}, the default is {default!r}"
+
+
+@pytest.mark.parametrize(
+    "where, key, message",
+    [
+        ((), "dialgo", "dialgo: unknown key; did you mean dialog?"),
+        (("dialog",), "silence_timout_s", "dialog.silence_timout_s: unknown key; did you mean silence_timeout_s?"),
+        (("intents", 0), "exmples", "intents[0]: exmples: unknown key; did you mean examples?"),
+        (("webhook",), "secret",
+         "webhook.secret: unknown key; expected one of max_body_bytes, timestamp_tolerance_s, verify_signatures"),
+    ],
+)
+def test_unknown_keys_are_refused_with_a_hint(raw_config, where, key, message):
+    node = raw_config
+    for part in where:
+        node = node[part]
+    node[key] = 1
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert raised.value.problems == [message]
+
+
+@pytest.mark.parametrize(
+    "dotted, value, message",
+    [
+        ("dialog.min_confidence", True, "dialog.min_confidence: expected a number, got a boolean"),
+        ("telnyx.max_attempts", False, "telnyx.max_attempts: expected a number, got a boolean"),
+        ("dialog.max_turns", 2.5, "dialog.max_turns: must be a whole number"),
+        ("ai.timeout_s", "8", "ai.timeout_s: expected a number, got text"),
+        ("ai.enabled", 1, "ai.enabled: expected true or false, got a number"),
+        ("webhook.verify_signatures", "yes", "webhook.verify_signatures: expected true or false, got text"),
+        ("business.name", 42, "business.name: expected text, got a number"),
+    ],
+)
+def test_types_are_strict(raw_config, dotted, value, message):
+    section, key = dotted.split(".")
+    raw_config[section][key] = value
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert message in raised.value.problems
+
+
+def test_whole_numbers_are_accepted_for_fractional_settings(raw_config):
+    raw_config["dialog"]["min_confidence"] = 1
+    raw_config["telnyx"]["read_timeout_s"] = 5
+    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    assert settings.dialog.min_confidence == 1.0
+    assert settings.telnyx.read_timeout_s == 5.0
+
+
+def test_every_kind_of_problem_is_listed_at_once(raw_config):
+    raw_config["dialog"]["silence_timout_s"] = 5
+    raw_config["dialog"]["max_turns"] = True
+    raw_config["assistant"]["language"] = "en"
+    raw_config["transcription"]["language"] = "en-US"
+    del raw_config["assistant"]["greeting"]
+    raw_config["transfer"]["default_destination"] = "reception"
+    raw_config["intents"][0]["department"] = "nowhere"
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {})
+    text = str(raised.value)
+    for expected in [
+        "dialog.silence_timout_s: unknown key; did you mean silence_timeout_s?",
+        "dialog.max_turns: expected a number, got a boolean",
+        "assistant.language: 'en' is not a language Telnyx speak accepts",
+        "transcription.language: 'en-US' is not a language the Google engine recognises; did you mean en?",
+        "assistant.greeting: missing",
+        "transfer.default_destination: 'reception' is not one of transfer.destinations",
+        "intents[0]: department: 'nowhere' is not one of transfer.destinations",
+        "TELNYX_PUBLIC_KEY: not set",
+    ]:
+        assert expected in text
+    assert len(raised.value.problems) == 8
+
+
+# ---------------------------------------------------------------- values Telnyx accepts
+
+
+@pytest.mark.parametrize(
+    "engine, language, accepted",
+    [
+        ("Google", "en", True),
+        ("Google", "fil", True),
+        ("Google", "en-US", False),
+        ("Google", "auto_detect", False),
+        ("Telnyx", "en", True),
+        ("Telnyx", "auto_detect", True),
+        ("Telnyx", "fil", False),
+        ("Telnyx", "english", False),
+    ],
+)
+def test_transcription_language_depends_on_the_engine(raw_config, engine, language, accepted):
+    raw_config["transcription"] = {"engine": engine, "language": language}
+    if accepted:
+        assert build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY}).transcription.language == language
+    else:
+        with pytest.raises(ConfigError, match=f"'{language}' is not a language the {engine} engine recognises"):
+            build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+
+
+@pytest.mark.parametrize("language", ["en-US", "en-GB", "de-DE", "arb", "cmn-CN"])
+def test_speak_language_from_the_spec_is_accepted(raw_config, language):
+    raw_config["assistant"]["language"] = language
+    assert build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY}).assistant.language == language
+
+
+@pytest.mark.parametrize("language, hint", [("en", "; did you mean en-AU, en-GB, en-GB-WLS, en-IN, en-US?"),
+                                            ("en-us", "; did you mean en-US,"), ("klingon", None)])
+def test_speak_language_outside_the_spec_is_refused(raw_config, language, hint):
+    raw_config["assistant"]["language"] = language
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    [problem] = raised.value.problems
+    assert problem.startswith(f"assistant.language: '{language}' is not a language Telnyx speak accepts")
+    assert hint in problem if hint else "did you mean" not in problem
+
+
+@pytest.mark.parametrize(
+    "voice",
+    ["Telnyx.KokoroTTS.af", "AWS.Polly.Joanna-Neural", "Azure.en-US-Ava:DragonHDLatestNeural", "xAI.eve",
+     "FishAudio.s2.1-pro.abc123", "ElevenLabs.eleven_multilingual_v2.21m00Tcm4TlvDq8ikWAM"],
+)
+def test_voices_in_the_spec_format_are_accepted(raw_config, voice):
+    raw_config["assistant"]["voice"] = voice
+    assert build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY}).assistant.voice == voice
+
+
+@pytest.mark.parametrize(
+    "voice, message",
+    [
+        ("female", "'female' is only for service_level basic"),
+        ("male", "'male' is only for service_level basic"),
+        ("Telnyx", "must look like Provider.Model.VoiceId"),
+        ("Telnyx..af", "must look like Provider.Model.VoiceId"),
+        ("Telnyx.Kokoro TTS.af", "must look like Provider.Model.VoiceId"),
+        ("telnyx.KokoroTTS.af", "'telnyx' is not a Telnyx speak voice provider; did you mean Telnyx?"),
+        ("Polly.Joanna", "'Polly' is not a Telnyx speak voice provider; expected one of AWS, Azure"),
+    ],
+)
+def test_voices_telnyx_would_refuse_are_refused(raw_config, voice, message):
+    raw_config["assistant"]["voice"] = voice
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    [problem] = raised.value.problems
+    assert problem.startswith(f"assistant.voice: {message}")
+
+
+def test_allowed_values_are_the_specs(raw_config):
+    import spec
+
+    speak = spec.request_schema("speak")["properties"]
+    assert sorted(SPEAK_LANGUAGES) == sorted(speak["language"]["enum"])
+    engines = spec.request_schema("transcription_start")["properties"]["transcription_engine_config"]["oneOf"]
+    schemas = [engine.get("properties", {}) for engine in engines]
+    by_engine = {s["transcription_engine"].get("enum", [None])[0]: s for s in schemas if "transcription_engine" in s}
+    for engine, allowed in TRANSCRIPTION_LANGUAGES.items():
+        assert sorted(allowed) == sorted(by_engine[engine]["language"]["enum"]), engine
+    for provider in VOICE_PROVIDERS:
+        assert f"**{provider}" in speak["voice"]["description"].replace("Fish Audio", "FishAudio")
+
+
+def test_intents_can_still_be_built_in_code():
+    intent = Intent("hours", ("when are you open",), "Nine to five.")
+    assert (intent.action, intent.department) == ("continue", None)
+    assert ACTIONS == ("continue", "transfer", "end")
