@@ -48,20 +48,42 @@ def telnyx():
 
 
 @pytest.fixture
-def brain():
+def scripted_brain():
     from fakes import ScriptedBrain
 
     return ScriptedBrain()
 
 
 @pytest.fixture
-def app(raw_config, keypair, telnyx, brain):
+def make_app(keypair):
+    """Build the service the way `create_app` does in production, with whatever the test passes in.
+
+    `config` is a raw YAML mapping or Settings (the example config, verification on, when left out); `env`
+    adds environment variables to the generated public key. Every app made is shut down after the test.
+    """
     from app import create_app
 
-    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
-    service = create_app(settings, telnyx=telnyx, brain=brain)
-    yield service
-    service.extensions["receptionist"].shutdown()
+    made = []
+
+    def make(config=None, *, env=None, **seams):
+        if config is None or isinstance(config, dict):
+            config = build_settings(config or _example(), {"TELNYX_PUBLIC_KEY": keypair[1], **(env or {})})
+        service = create_app(config, **seams)
+        made.append(service)
+        return service
+
+    yield make
+    for service in made:
+        service.extensions["receptionist"].shutdown()
+
+
+def _example() -> dict:
+    return yaml.safe_load((ROOT / "config.example.yml").read_text())
+
+
+@pytest.fixture
+def app(make_app, raw_config, telnyx, scripted_brain):
+    return make_app(raw_config, telnyx=telnyx, brain=scripted_brain)
 
 
 @pytest.fixture

@@ -43,15 +43,15 @@ def test_initiated_answered_hangup_drives_answer_greeting_and_cleanup(app, post_
     assert record["caller"] == "+1********11"
 
 
-def test_a_whole_conversation_turn(app, post_webhook, telnyx, brain):
+def test_a_whole_conversation_turn(app, post_webhook, telnyx, scripted_brain):
     from brains import BrainReply
 
-    brain.enqueue(BrainReply("We're open Saturday nine to one.", "continue", 0.92))
+    scripted_brain.enqueue(BrainReply("We're open Saturday nine to one.", "continue", 0.92))
     for name in ["call_initiated", "call_answered", "call_speak_ended", "call_transcription"]:
         post_webhook(load_fixture(name))
         settle(app)
     assert telnyx.spoken()[-1] == "We're open Saturday nine to one."
-    assert brain.history[0][1] == load_fixture("call_transcription")["data"]["payload"]["transcription_data"][
+    assert scripted_brain.history[0][1] == load_fixture("call_transcription")["data"]["payload"]["transcription_data"][
         "transcript"
     ]
 
@@ -168,10 +168,10 @@ def test_wrong_method_and_unknown_path_get_json_errors(client):
     assert client.get("/nope").json["status"] == 404
 
 
-def test_verification_off_accepts_unsigned_and_warns(raw_config, telnyx, brain, caplog):
+def test_verification_off_accepts_unsigned_and_warns(raw_config, telnyx, scripted_brain, caplog):
     raw_config["webhook"]["verify_signatures"] = False
     with caplog.at_level(logging.WARNING):
-        app = create_app(build_settings(raw_config, {}), telnyx=telnyx, brain=brain)
+        app = create_app(build_settings(raw_config, {}), telnyx=telnyx, brain=scripted_brain)
     assert "VERIFICATION IS OFF" in caplog.text
     try:
         raw = json.dumps(load_fixture("call_initiated")).encode()
@@ -189,12 +189,15 @@ def test_body_without_event_id_is_deduplicated_by_its_bytes(app, post_webhook, t
     assert post_webhook(body).json == {"status": "duplicate"}
 
 
-def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(app, post_webhook, telnyx, brain):
+def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(
+    app, post_webhook, telnyx, scripted_brain
+):
     from brains import BrainReply
     from spec import validate_request
 
-    brain.enqueue(BrainReply("We're open Saturday nine to one, and weekdays from eight until five.", "continue", 0.9))
-    brain.enqueue(BrainReply("Connecting you to billing.", "transfer", 0.9, "billing"))
+    weekend = "We're open Saturday nine to one, and weekdays from eight until five."
+    scripted_brain.enqueue(BrainReply(weekend, "continue", 0.9))
+    scripted_brain.enqueue(BrainReply("Connecting you to billing.", "transfer", 0.9, "billing"))
     steps = ["call_initiated", "call_answered", "call_speak_ended", "call_transcription"]
     for name in steps:
         post_webhook(load_fixture(name))

@@ -145,9 +145,9 @@ def frozen_clock(monkeypatch):
 
 
 @pytest.fixture
-def frozen_app(raw_config, keypair, telnyx, brain, frozen_clock):
+def frozen_app(raw_config, keypair, telnyx, scripted_brain, frozen_clock):
     service = app_module.create_app(
-        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]}), telnyx=telnyx, brain=brain
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]}), telnyx=telnyx, brain=scripted_brain
     )
     yield service
     service.extensions["receptionist"].shutdown()
@@ -245,14 +245,14 @@ BAD_KEYS = {
 
 
 @pytest.mark.parametrize("label", list(BAD_KEYS))
-def test_create_app_refuses_a_missing_or_malformed_public_key(label, raw_config, telnyx, brain, monkeypatch):
+def test_create_app_refuses_a_missing_or_malformed_public_key(label, raw_config, telnyx, scripted_brain, monkeypatch):
     value = BAD_KEYS[label]
     if value is None:
         monkeypatch.delenv("TELNYX_PUBLIC_KEY", raising=False)
     else:
         monkeypatch.setenv("TELNYX_PUBLIC_KEY", value)
     with pytest.raises(ConfigError) as refused:
-        app_module.create_app(raw_config, telnyx=telnyx, brain=brain)
+        app_module.create_app(raw_config, telnyx=telnyx, brain=scripted_brain)
     message = str(refused.value)
     assert "TELNYX_PUBLIC_KEY" in message
     assert not (value or "").strip() or value.strip() not in message, "the config error must not echo the key"

@@ -271,7 +271,7 @@ FILLERS = {
 
 
 def test_a_transcript_as_large_as_the_limit_allows_is_answered_and_logged_bounded(
-    app, post_webhook, telnyx, brain, max_body, raw_config, logs
+    app, post_webhook, telnyx, scripted_brain, max_body, raw_config, logs
 ):
     handled = 0
     for filler in FILLERS.values():
@@ -287,7 +287,7 @@ def test_a_transcript_as_large_as_the_limit_allows_is_answered_and_logged_bounde
         answered = telnyx.actions(cid)[3:4] == ["speak"]
         handled += response.status_code == 200 and answered and took < 5 and harmless(response, logs)
     logged = strict_json_lines(Path(raw_config["call_log"]["path"]).read_text(encoding="utf-8"))
-    longest_prompt = max(len(utterance) for _, utterance in brain.history)
+    longest_prompt = max(len(utterance) for _, utterance in scripted_brain.history)
     record("transcript filling the whole body limit (signed)", len(FILLERS), handled,
            f"{max_body} bytes; brain prompt and call log cut to {longest_prompt} characters")
     assert handled == len(FILLERS)

@@ -69,10 +69,10 @@ class HeldTimers:
 
 
 @pytest.fixture
-def fuzz_app(raw_config, keypair, telnyx, brain):
+def fuzz_app(raw_config, keypair, telnyx, scripted_brain):
     settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
-    receptionist = Receptionist(settings, telnyx, brain, scheduler=HeldTimers())
-    service = create_app(settings, telnyx=telnyx, brain=brain, receptionist=receptionist)
+    receptionist = Receptionist(settings, telnyx, scripted_brain, scheduler=HeldTimers())
+    service = create_app(settings, telnyx=telnyx, brain=scripted_brain, receptionist=receptionist)
     yield service
     receptionist.shutdown()
 
