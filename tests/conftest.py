@@ -55,6 +55,15 @@ def scripted_brain():
 
 
 @pytest.fixture
+def fake_model():
+    """The one fake OpenAI-compatible server (tests/fake_openai.py), on loopback, scripted per test."""
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
 def make_app(keypair):
     """Build the service the way `create_app` does in production, with whatever the test passes in.
 
