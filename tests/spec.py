@@ -1,8 +1,9 @@
 """Check Call Control request bodies and webhook bodies against Telnyx's official OpenAPI spec.
 
-Tests only: the service never reads the spec. It is the unchanged extract at
-``<repo>/../shared/telnyx-openapi/call-control.json`` (override with ``TELNYX_OPENAPI_SPEC``), loaded
-once per path. ``$ref``s are resolved by a ``referencing`` Registry holding the whole spec.
+Tests only: the service never reads the spec. It is the subset of Telnyx's spec kept in
+``tests/openapi/call-control.json`` (schemas unchanged; ``tests/openapi/extract.py`` says where it comes
+from and how to refresh it), or any full spec named by ``TELNYX_OPENAPI_SPEC``, loaded once per path.
+``$ref``s are resolved by a ``referencing`` Registry holding the whole spec.
 
 The spec's webhook schemas mark nothing as required and type ``client_state`` as a plain string,
 yet real deliveries always carry the envelope and the call identifiers, and send
@@ -28,7 +29,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
 SPEC_URI = "urn:telnyx:call-control"
-DEFAULT_SPEC_PATH = Path(__file__).resolve().parents[1] / ".." / "shared" / "telnyx-openapi" / "call-control.json"
+DEFAULT_SPEC_PATH = Path(__file__).resolve().parent / "openapi" / "call-control.json"
 ACTION_PATH = "/calls/{{call_control_id}}/actions/{action}"
 FALLBACK_REQUEST_SCHEMAS = {
     "answer": "AnswerRequest",
@@ -76,7 +77,7 @@ class _Spec:
 
 
 def spec_path() -> Path:
-    """Where the spec is read from: TELNYX_OPENAPI_SPEC, else shared/ beside the repo."""
+    """Where the spec is read from: TELNYX_OPENAPI_SPEC, else the subset kept in the repository."""
     override = os.environ.get("TELNYX_OPENAPI_SPEC")
     return Path(override) if override else DEFAULT_SPEC_PATH.resolve()
 
@@ -163,8 +164,8 @@ def _load(path: Path) -> _Spec:
     """Read the spec, make it plain JSON Schema, tighten its webhooks and index them."""
     if not path.is_file():
         raise FileNotFoundError(
-            f"Telnyx OpenAPI spec not found at {path}. Put shared/telnyx-openapi/call-control.json beside "
-            "the repo (CI always has it) or set TELNYX_OPENAPI_SPEC to its path."
+            f"Telnyx OpenAPI spec not found at {path}: TELNYX_OPENAPI_SPEC names a missing file, or "
+            "tests/openapi/call-control.json was deleted (tests/openapi/extract.py rebuilds it)."
         )
     document = json.loads(path.read_text(encoding="utf-8"))
     is_30 = str(document["openapi"]).startswith("3.0")
