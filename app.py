@@ -35,11 +35,11 @@ def create_app(
 ) -> Flask:
     """Build the service; anything left None gets the production implementation."""
     settings = _settings(config)
-    configure_logging(settings.get("logging.level"))
+    configure_logging(settings.logging.level)
     verifier = _verifier(settings)
     receptionist = receptionist or Receptionist(settings, telnyx or _telnyx(settings), brain or build_brain(settings))
 
-    max_body_bytes = settings.get("webhook.max_body_bytes")
+    max_body_bytes = settings.webhook.max_body_bytes
     app = Flask(__name__)
     # One byte over the limit: werkzeug refuses a larger Content-Length at once, but silently cuts a
     # chunked body (no Content-Length) at the limit; reading one byte more lets the route see it was longer.
@@ -112,14 +112,14 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
 
 
 def _verifier(settings: Settings) -> WebhookVerifier | None:
-    if not settings.get("webhook.verify_signatures"):
+    if not settings.webhook.verify_signatures:
         log.warning(
             "WEBHOOK SIGNATURE VERIFICATION IS OFF (webhook.verify_signatures: false). "
             "Anyone who can reach this URL can drive calls. Use this only for local development."
         )
         return None
     key = load_public_key(settings.secrets.telnyx_public_key)
-    return WebhookVerifier(key, settings.get("webhook.timestamp_tolerance_s"))
+    return WebhookVerifier(key, settings.webhook.timestamp_tolerance_s)
 
 
 def _telnyx(settings: Settings) -> TelnyxClient:
@@ -128,18 +128,18 @@ def _telnyx(settings: Settings) -> TelnyxClient:
     return TelnyxClient(
         settings.secrets.telnyx_api_key,
         settings.secrets.telnyx_base_url,
-        connect_timeout=settings.get("telnyx.connect_timeout_s"),
-        read_timeout=settings.get("telnyx.read_timeout_s"),
-        max_attempts=settings.get("telnyx.max_attempts"),
-        max_backoff=settings.get("telnyx.max_backoff_s"),
-        pool_size=settings.get("calls.workers"),
+        connect_timeout=settings.telnyx.connect_timeout_s,
+        read_timeout=settings.telnyx.read_timeout_s,
+        max_attempts=settings.telnyx.max_attempts,
+        max_backoff=settings.telnyx.max_backoff_s,
+        pool_size=settings.calls.workers,
     )
 
 
 def build_brain(settings: Settings) -> Brain:
     """LLMBrain when OPENAI_API_KEY or OPENAI_BASE_URL is set and ai.enabled, otherwise IntentBrain."""
-    if settings.secrets.llm_configured and settings.get("ai.enabled"):
-        log.info("brain: LLM (model=%s)", settings.get("ai.model"))
+    if settings.secrets.llm_configured and settings.ai.enabled:
+        log.info("brain: LLM (model=%s)", settings.ai.model)
         return LLMBrain(settings)
     log.info("brain: offline intent matcher (LLM needs ai.enabled and OPENAI_API_KEY or OPENAI_BASE_URL)")
     return IntentBrain(settings)

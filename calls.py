@@ -107,7 +107,7 @@ class SeenEvents:
 class CallRegistry:
     """Live calls keyed by call_control_id, plus tombstones so late events for an ended call are ignored."""
 
-    def __init__(self, max_call_age_s: float = 7200, clock: Callable[[], float] = time.time):
+    def __init__(self, max_call_age_s: float, clock: Callable[[], float] = time.time):
         self.max_call_age_s, self.clock = max_call_age_s, clock
         self._live: dict[str, CallState] = {}
         self._ended: OrderedDict[str, float] = OrderedDict()

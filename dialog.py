@@ -55,16 +55,16 @@ class Policy:
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            lines=dict(settings.get("assistant")),
-            min_asr_confidence=float(settings.get("dialog.min_asr_confidence")),
-            min_confidence=float(settings.get("dialog.min_confidence")),
-            max_low_confidence_turns=settings.get("dialog.max_low_confidence_turns"),
-            silence_timeout_s=float(settings.get("dialog.silence_timeout_s")),
-            max_turns=settings.get("dialog.max_turns"),
+            lines=settings.assistant.model_dump(),
+            min_asr_confidence=settings.dialog.min_asr_confidence,
+            min_confidence=settings.dialog.min_confidence,
+            max_low_confidence_turns=settings.dialog.max_low_confidence_turns,
+            silence_timeout_s=settings.dialog.silence_timeout_s,
+            max_turns=settings.dialog.max_turns,
             destinations=settings.destinations,
-            default_destination=settings.get("transfer.default_destination"),
-            ai_enabled=settings.get("ai.enabled"),
-            canary_percent=float(settings.get("ai.canary_percent")),
+            default_destination=settings.transfer.default_destination,
+            ai_enabled=settings.ai.enabled,
+            canary_percent=settings.ai.canary_percent,
         )
 
 

@@ -48,10 +48,10 @@ class Receptionist:
     ):
         self.policy = Policy.from_settings(settings)
         self.clock = clock
-        self.calls = CallRegistry(settings.get("calls.max_call_age_s"), clock=clock)
+        self.calls = CallRegistry(settings.calls.max_call_age_s, clock=clock)
         self.seen = SeenEvents()
         self._stopping = threading.Event()
-        self.queues = SerialQueues(self._process, workers=settings.get("calls.workers"))
+        self.queues = SerialQueues(self._process, workers=settings.calls.workers)
         self.scheduler = scheduler or Scheduler()
         self.scheduler.call_later(HOUSEKEEPING_S, self._housekeeping)
         self.runners = Runners(settings, telnyx, brain, self.calls, self._schedule, clock)

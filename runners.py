@@ -67,12 +67,12 @@ class Runners:
         clock: Callable[[], float],
     ):
         self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
-        self.voice = settings.get("assistant.voice")
-        self.language = settings.get("assistant.language")
+        self.voice = settings.assistant.voice
+        self.language = settings.assistant.language
         self.transcription = transcription_body(settings)
-        self.ring_timeout_s = settings.get("transfer.ring_timeout_s")
-        self.redact = settings.get("call_log.redact_transcripts")
-        self.call_log = CallLog(settings.get("call_log.path"))
+        self.ring_timeout_s = settings.transfer.ring_timeout_s
+        self.redact = settings.call_log.redact_transcripts
+        self.call_log = CallLog(settings.call_log.path)
         self._verbs: dict[type, Callable[[CallState, Any, str], bool]] = {
             Answer: self._answer,
             Speak: self._speak,
@@ -154,12 +154,12 @@ class Runners:
 
 def transcription_body(settings: Settings) -> dict[str, Any]:
     """The transcription_start body: the configured engine and language, the caller's side only."""
-    engine = settings.get("transcription.engine")
+    engine = settings.transcription.engine
     return {
         "transcription_engine": engine,
         "transcription_engine_config": {
             "transcription_engine": engine,
-            "language": settings.get("transcription.language"),
+            "language": settings.transcription.language,
         },
         "transcription_tracks": "inbound",
     }

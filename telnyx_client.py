@@ -12,10 +12,13 @@ from urllib.parse import quote
 
 import requests
 
+from config import CallsConfig, TelnyxConfig
+
 log = logging.getLogger(__name__)
 
 CALL_ENDED = "90018"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+DEFAULTS = TelnyxConfig()  # the config's defaults, so a client built without settings behaves the same
 COMMAND_NAMESPACE = uuid.UUID("6b0f7c1e-3c4a-4e0b-9d7e-1f2a3b4c5d6e")
 
 
@@ -64,11 +67,11 @@ class TelnyxClient:
         api_key: str,
         base_url: str,
         *,
-        connect_timeout: float = 2.0,
-        read_timeout: float = 3.0,
-        max_attempts: int = 3,
-        max_backoff: float = 1.0,
-        pool_size: int = 64,
+        connect_timeout: float = DEFAULTS.connect_timeout_s,
+        read_timeout: float = DEFAULTS.read_timeout_s,
+        max_attempts: int = DEFAULTS.max_attempts,
+        max_backoff: float = DEFAULTS.max_backoff_s,
+        pool_size: int = CallsConfig().workers,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.base_url = base_url.rstrip("/")

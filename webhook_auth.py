@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from config import WebhookConfig
+
 SIGNATURE_HEADER = "telnyx-signature-ed25519"
 TIMESTAMP_HEADER = "telnyx-timestamp"
 # Unix seconds have 10 digits until the year 2286; a longer "timestamp" is an attack on int(), not a clock.
@@ -34,7 +36,9 @@ def load_public_key(public_key_b64: str) -> Ed25519PublicKey:
 class WebhookVerifier:
     """Checks `telnyx-signature-ed25519` over `"{telnyx-timestamp}|{raw body}"` within a time window."""
 
-    def __init__(self, public_key: Ed25519PublicKey, tolerance_s: int = 300, clock=time.time):
+    def __init__(
+        self, public_key: Ed25519PublicKey, tolerance_s: int = WebhookConfig().timestamp_tolerance_s, clock=time.time
+    ):
         self.public_key = public_key
         self.tolerance_s = tolerance_s
         self.clock = clock

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 class SerialQueues:
     """A thread pool where items sharing a key never run concurrently and keep their order."""
 
-    def __init__(self, handle: Callable[[Hashable, Any], None], workers: int = 64):
+    def __init__(self, handle: Callable[[Hashable, Any], None], workers: int):
         self._handle = handle
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
         self._queues: dict[Hashable, deque] = {}

@@ -44,11 +44,11 @@ def normalise(text: str) -> str:
 
 def fact_intents(settings: Settings) -> list[Intent]:
     """Intents answering from business.hours/address/description, for facts no configured intent names."""
-    business = settings.get("business")
+    business = settings.business
     answers = {
-        "hours": business.get("hours") and f"Our opening hours are {business['hours']}",
-        "address": business.get("address") and f"You'll find us at {business['address']}",
-        "about": business.get("description") and f"This is {business['name']}. {business['description']}",
+        "hours": business.hours and f"Our opening hours are {business.hours}",
+        "address": business.address and f"You'll find us at {business.address}",
+        "about": business.description and f"This is {business.name}. {business.description}",
     }
     configured = {intent.name for intent in settings.intents}
     return [
@@ -67,7 +67,7 @@ class IntentBrain:
         pairs = [(text, intent) for text, intent in pairs if text]  # an all-filler example can never match
         self._phrases = [text for text, _ in pairs]
         self._owners = [intent for _, intent in pairs]
-        self._threshold = float(settings.get("dialog.min_confidence"))
+        self._threshold = settings.dialog.min_confidence
         log.debug("intent brain: %d intents, %d example phrases", len(intents), len(pairs))
 
     def reply(self, history: Sequence[Turn], utterance: str) -> BrainReply:

@@ -49,14 +49,14 @@ def make_client(settings: Settings) -> openai.OpenAI:
     return openai.OpenAI(
         api_key=secrets.openai_api_key or PLACEHOLDER_API_KEY,
         base_url=secrets.openai_base_url or DEFAULT_OPENAI_BASE_URL,
-        timeout=float(settings.get("ai.timeout_s")),
-        max_retries=int(settings.get("ai.max_retries")),
+        timeout=settings.ai.timeout_s,
+        max_retries=settings.ai.max_retries,
     )
 
 
 def system_prompt(settings: Settings) -> str:
     """Persona, business facts, transfer department names and the output format, from the config."""
-    name = settings.get("business.name")
+    name = settings.business.name
     parts = [
         f"You are the phone receptionist for {name}. You are an automated assistant: say so if asked, "
         "and never claim to be a person.",
@@ -74,15 +74,14 @@ def system_prompt(settings: Settings) -> str:
 
 def _facts(settings: Settings) -> str:
     labels = {"name": "Name", "hours": "Hours", "address": "Address", "description": "About"}
-    business = settings.get("business")
-    lines = [f"- {label}: {business[key]}" for key, label in labels.items() if business.get(key)]
+    business = settings.business
+    lines = [f"- {label}: {getattr(business, key)}" for key, label in labels.items() if getattr(business, key)]
     return "Business facts:\n" + "\n".join(lines)
 
 
 def _language(settings: Settings) -> str:
     # The text-to-speech voice is chosen for one language, so the reply must be in it.
-    language = settings.raw.get("assistant", {}).get("language")
-    return f"Always reply in the language {language}." if language else ""
+    return f"Always reply in the language {settings.assistant.language}."
 
 
 def _departments(settings: Settings) -> str:
@@ -205,10 +204,10 @@ class LLMBrain:
     """Brain backed by a chat model; one attempt plus at most `ai.max_retries`, all within `ai.timeout_s`."""
 
     def __init__(self, settings: Settings, client: openai.OpenAI | None = None):
-        self._model = settings.get("ai.model")
-        self._timeout_s = float(settings.get("ai.timeout_s"))
-        self._max_retries = min(1, int(settings.get("ai.max_retries")))
-        self._max_history = int(settings.get("ai.max_history_turns"))
+        self._model = settings.ai.model
+        self._timeout_s = settings.ai.timeout_s
+        self._max_retries = min(1, settings.ai.max_retries)
+        self._max_history = settings.ai.max_history_turns
         self._prompt = system_prompt(settings)
         self._client = client if client is not None else make_client(settings)
 
