@@ -17,6 +17,8 @@ from commands import Command
 
 # Longest id or type a webhook may carry; anything longer is not something Telnyx sends.
 MAX_ID_CHARS = 512
+# Starts the client_state the service gives a transfer leg, so the leg's webhooks find the call they came from.
+TRANSFER_TAG = "xfer:"
 
 
 class BadEvent(ValueError):
@@ -44,6 +46,13 @@ class CallEvent:
             return base64.b64decode(raw, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return None
+
+    @property
+    def transferred_from(self) -> str | None:
+        """For a transfer leg's webhook, the call_control_id of the call it was transferred from."""
+        state = self.client_state
+        origin = state.removeprefix(TRANSFER_TAG) if state and state.startswith(TRANSFER_TAG) else None
+        return origin if origin and origin != self.call_control_id else None
 
 
 # ---------------------------------------------------------------- the service's own events
@@ -154,6 +163,11 @@ def _refuse_constant(name: str) -> Any:
 def encode_client_state(text: str) -> str:
     """client_state must be base64 on the wire."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def transfer_client_state(call_control_id: str) -> str:
+    """The client_state for the transfer leg of a call (see CallEvent.transferred_from)."""
+    return encode_client_state(TRANSFER_TAG + call_control_id)
 
 
 def _text(value: Any) -> str | None:

@@ -18,7 +18,7 @@ from calls import CallRegistry, CallState, SeenEvents
 from config import Settings
 from dialog import Policy, decide
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
-from runners import CALL_OVER, TRANSFER_TAG, Runners
+from runners import CALL_OVER, Runners
 from telnyx_client import CallControl, command_id_for
 from workers import Scheduler, SerialQueues
 
@@ -78,9 +78,8 @@ class Receptionist:
         cid = event.call_control_id
         if self.calls.get(cid) is not None or self.calls.has_ended(cid):
             return cid, event
-        state = event.client_state
-        origin = state[len(TRANSFER_TAG) :] if state and state.startswith(TRANSFER_TAG) else None
-        if origin and origin != cid and self.calls.get(origin) is not None:
+        origin = event.transferred_from
+        if origin and self.calls.get(origin) is not None:
             return origin, LegEvent(event)
         return cid, event
 

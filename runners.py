@@ -30,13 +30,11 @@ from commands import (
     Transfer,
 )
 from config import Settings
-from events import BrainFailed, BrainReplied, CommandFailed, Event, TimerFired, encode_client_state
+from events import BrainFailed, BrainReplied, CommandFailed, Event, TimerFired, transfer_client_state
 from telnyx_client import CallControl, TelnyxError
 
 log = logging.getLogger(__name__)
 
-# client_state given to the transfer leg, so its webhooks find the call they were transferred from.
-TRANSFER_TAG = "xfer:"
 # Enough of a brain's error to recognise it in the call log, not a page of it.
 MAX_REASON_CHARS = 200
 
@@ -129,7 +127,7 @@ class Runners:
             state.call_control_id,
             command.to,
             timeout_secs=self.ring_timeout_s,
-            target_leg_client_state=encode_client_state(TRANSFER_TAG + state.call_control_id),
+            target_leg_client_state=transfer_client_state(state.call_control_id),
             command_id=command_id,
         )
 
