@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from app import create_app
+from app import build_brain, create_app
+from brains.intent import IntentBrain
+from brains.llm import LLMBrain
 from config import build_settings
 from fixtures import load_fixture, sign, with_ids
 from reliability_helpers import settle
 
 CALL = "v3:Zq3Vx8LmR2tYp6KbN0cWd4HfJ9sTg1EuA7oXi5MlC3nB8vQy2rDkPw_FhSe"
+FAKE_KEY = "sk-test-not-a-real-key-1234567890"
 
 
 def test_call_initiated_is_acknowledged_and_answered(app, post_webhook, telnyx):
@@ -216,3 +219,25 @@ def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(
     for command in telnyx.commands:
         validate_request(command.action, command.body)
     assert telnyx.commands[6].body["to"] == "+15555550101"
+
+
+# ---------------------------------------------------------------- production wiring
+
+
+@pytest.mark.parametrize(
+    "env, ai, kind",
+    [
+        ({}, {}, IntentBrain),
+        ({"OPENAI_API_KEY": FAKE_KEY}, {}, LLMBrain),
+        ({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}, {}, LLMBrain),
+        ({"OPENAI_API_KEY": FAKE_KEY}, {"enabled": False}, IntentBrain),
+    ],
+)
+def test_build_brain_picks_by_environment(raw_config, env, ai, kind, caplog):
+    caplog.set_level(logging.INFO, logger="app")
+    raw_config["webhook"]["verify_signatures"] = False
+    raw_config["ai"].update(ai)
+    assert isinstance(build_brain(build_settings(raw_config, env)), kind)
+    expected = "brain: LLM" if kind is LLMBrain else "brain: offline intent matcher"
+    assert expected in caplog.text
+    assert FAKE_KEY not in caplog.text

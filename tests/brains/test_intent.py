@@ -1,34 +1,29 @@
-"""The offline intent brain, against the shipped example config (a dental clinic)."""
+"""brains/intent.py: the offline intent brain, against the shipped example config (a dental clinic)."""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import pytest
-import yaml
 
 from brains import BrainReply, Turn
 from brains.intent import NOT_SURE, IntentBrain, normalise
 from config import build_settings
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yml"
 MIN_CONFIDENCE = 0.55  # dialog.min_confidence in config.example.yml
 
 
-def example_raw() -> dict:
-    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    raw["webhook"]["verify_signatures"] = False
-    return raw
+@pytest.fixture
+def intent_brain(settings) -> IntentBrain:
+    return IntentBrain(settings)
 
 
-@pytest.fixture(scope="module")
-def brain() -> IntentBrain:
-    return IntentBrain(build_settings(example_raw(), {}))
+def brain_for(raw_config: dict) -> IntentBrain:
+    """An intent brain for an edited copy of the example config."""
+    raw_config["webhook"]["verify_signatures"] = False
+    return IntentBrain(build_settings(raw_config, {}))
 
 
-def test_example_config_threshold_is_the_one_these_tests_assume():
-    assert example_raw()["dialog"]["min_confidence"] == MIN_CONFIDENCE
+def test_example_config_threshold_is_the_one_these_tests_assume(settings):
+    assert settings.dialog.min_confidence == MIN_CONFIDENCE
 
 
 # Paraphrases that appear in no intent's examples.
@@ -53,9 +48,9 @@ def test_example_config_threshold_is_the_one_these_tests_assume():
         ("no thats it thanks", "goodbye"),
     ],
 )
-def test_paraphrases_reach_their_intent(brain, utterance, intent):
-    expected = next(i for i in build_settings(example_raw(), {}).intents if i.name == intent)
-    reply = brain.reply([], utterance)
+def test_paraphrases_reach_their_intent(intent_brain, settings, utterance, intent):
+    expected = next(i for i in settings.intents if i.name == intent)
+    reply = intent_brain.reply([], utterance)
     assert reply.reply == expected.answer
     assert reply.action == expected.action
     assert reply.department == expected.department
@@ -69,19 +64,19 @@ def test_paraphrases_reach_their_intent(brain, utterance, intent):
         ("I would like to pay my bill", "billing"),
     ],
 )
-def test_transfer_intents_carry_their_department(brain, utterance, department):
-    reply = brain.reply([], utterance)
+def test_transfer_intents_carry_their_department(intent_brain, utterance, department):
+    reply = intent_brain.reply([], utterance)
     assert reply.action == "transfer"
     assert reply.department == department
 
 
-def test_goodbye_ends_the_call(brain):
-    reply = brain.reply([Turn("assistant", "Anything else?")], "thanks goodbye")
+def test_goodbye_ends_the_call(intent_brain):
+    reply = intent_brain.reply([Turn("assistant", "Anything else?")], "thanks goodbye")
     assert reply == BrainReply("You're welcome. Have a great day!", "end", 1.0, None)
 
 
-def test_case_and_punctuation_do_not_matter(brain):
-    assert brain.reply([], "WHERE ARE YOU LOCATED?!").confidence == 1.0
+def test_case_and_punctuation_do_not_matter(intent_brain):
+    assert intent_brain.reply([], "WHERE ARE YOU LOCATED?!").confidence == 1.0
 
 
 @pytest.mark.parametrize(
@@ -97,47 +92,44 @@ def test_case_and_punctuation_do_not_matter(brain):
         "blah blah blah",
     ],
 )
-def test_unrelated_or_gibberish_is_low_confidence(brain, utterance):
-    reply = brain.reply([], utterance)
+def test_unrelated_or_gibberish_is_low_confidence(intent_brain, utterance):
+    reply = intent_brain.reply([], utterance)
     assert reply.confidence < MIN_CONFIDENCE
     assert (reply.reply, reply.action, reply.department) == (NOT_SURE, "continue", None)
 
 
 @pytest.mark.parametrize("utterance", ["", "   ", "um", "I", "you", "?!"])
-def test_empty_or_filler_only_utterance_scores_zero(brain, utterance):
-    assert brain.reply([], utterance) == BrainReply(NOT_SURE, "continue", 0.0, None)
+def test_empty_or_filler_only_utterance_scores_zero(intent_brain, utterance):
+    assert intent_brain.reply([], utterance) == BrainReply(NOT_SURE, "continue", 0.0, None)
 
 
-def test_business_description_answers_what_do_you_do(brain):
-    reply = brain.reply([], "what services do you offer?")
+def test_business_description_answers_what_do_you_do(intent_brain):
+    reply = intent_brain.reply([], "what services do you offer?")
     assert "family dental clinic offering check-ups" in reply.reply
     assert reply.action == "continue"
     assert reply.confidence > MIN_CONFIDENCE
 
 
-def test_configured_intent_wins_over_the_built_in_fact(brain):
-    reply = brain.reply([], "what are your hours")
+def test_configured_intent_wins_over_the_built_in_fact(intent_brain):
+    reply = intent_brain.reply([], "what are your hours")
     assert reply.reply.startswith("We're open Monday to Friday from 8 am to 5 pm")
 
 
-def test_business_facts_answered_without_any_intents():
-    raw = example_raw()
-    raw["intents"] = []
-    brain = IntentBrain(build_settings(raw, {}))
-    hours = brain.reply([], "what time do you close on saturday")
-    address = brain.reply([], "where is your office")
+def test_business_facts_answered_without_any_intents(raw_config):
+    raw_config["intents"] = []
+    facts_only = brain_for(raw_config)
+    hours = facts_only.reply([], "what time do you close on saturday")
+    address = facts_only.reply([], "where is your office")
     assert "Saturday 9 am to 1 pm" in hours.reply and hours.confidence > MIN_CONFIDENCE
     assert "1200 Harbor Street" in address.reply and address.confidence > MIN_CONFIDENCE
 
 
-def test_no_intents_and_no_facts_means_not_sure():
-    raw = copy.deepcopy(example_raw())
-    raw["intents"] = None
-    raw["business"].update(hours="", address="", description="")
-    assert IntentBrain(build_settings(raw, {})).reply([], "what are your hours").confidence == 0.0
+def test_no_intents_and_no_facts_means_not_sure(raw_config):
+    raw_config["intents"] = None
+    raw_config["business"].update(hours="", address="", description="")
+    assert brain_for(raw_config).reply([], "what are your hours").confidence == 0.0
 
 
 def test_normalise_drops_case_punctuation_and_filler():
     assert normalise("What's your ADDRESS?") == "address"
     assert normalise("I'd like to book, please!") == "book"
-
