@@ -101,6 +101,24 @@ def client(app):
 
 
 @pytest.fixture
+def settle():
+    """`settle(app_or_receptionist)` waits until no call has work queued or running, failing loudly after 10 s."""
+    import time
+
+    from flask import Flask
+
+    def wait(target, timeout_s: float = 10.0) -> None:
+        receptionist = target.extensions["receptionist"] if isinstance(target, Flask) else target
+        deadline = time.monotonic() + timeout_s
+        while not receptionist.queues.idle():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"background work did not settle in {timeout_s} s: {receptionist.stats()}")
+            time.sleep(0.002)
+
+    return wait
+
+
+@pytest.fixture
 def post_webhook(client, keypair):
     """Sign and POST a webhook body (a dict, or raw bytes) the way Telnyx does."""
     import json
