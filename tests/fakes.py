@@ -1,16 +1,19 @@
-"""In-process fakes for the service's seams: a Telnyx that records commands, a brain that follows a script."""
+"""In-process fakes for the service's seams: a Telnyx that records commands, a brain that follows a script,
+a clock and a scheduler that move only when a test says so."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from brains import BrainError, BrainReply, Turn
 from telnyx_client import TelnyxHTTPError
+from workers import Timer
 
 
 @dataclass
@@ -95,3 +98,44 @@ class ScriptedBrain:
 
 def brain_error(reason: str = "timed out") -> BrainError:
     return BrainError(reason)
+
+
+class ManualClock:
+    """A clock that moves only when told: `clock()` reads it, `clock.advance(s)` moves it on."""
+
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ManualScheduler:
+    """Stands in for workers.Scheduler: keeps every timer (its deadline is the delay) until `fire_all()`."""
+
+    def __init__(self):
+        self.timers: list[Timer] = []
+        self.stopped = False
+        self._order = itertools.count()
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(delay_s, next(self._order), callback)
+        self.timers.append(timer)
+        return timer
+
+    def delays(self) -> list[float]:
+        return [timer.deadline for timer in self.timers]
+
+    def fire_all(self) -> int:
+        """Run every timer set so far; timers they set wait for the next call. Returns how many ran."""
+        due, self.timers = self.timers, []
+        live = [timer for timer in due if not timer.cancelled]
+        for timer in live:
+            timer.callback()
+        return len(live)
+
+    def stop(self) -> None:
+        self.stopped = True
