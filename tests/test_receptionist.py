@@ -1,0 +1,195 @@
+"""receptionist.py: intake and routing of events to calls, the one loop of dialog and runners, shutdown,
+and adopting calls whose state was lost."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from brains import BrainReply
+from events import CallEvent, parse_event
+from fakes import ManualScheduler, RecordingTelnyx, ScriptedBrain
+from fixtures import encode, load_fixture, with_ids
+from receptionist import STATE_LOST, Receptionist, ServiceStopping
+from telnyx_client import TelnyxHTTPError, command_id_for
+
+CALL = load_fixture("call_initiated")["data"]["payload"]["call_control_id"]
+LEG = load_fixture("transfer_leg_answered")["data"]["payload"]["call_control_id"]
+
+
+def webhook(name: str, **ids) -> CallEvent:
+    """A fixture as the route hands it over; with `ids`, a fresh event id and the ids given."""
+    body = with_ids(load_fixture(name), **ids) if ids else load_fixture(name)
+    return parse_event(encode(body))
+
+
+def event_id(name: str) -> str:
+    return load_fixture(name)["data"]["id"]
+
+
+def deliver(receptionist: Receptionist, *events: CallEvent | str) -> None:
+    """Accept each event (a fixture name or a CallEvent) and wait until its call's work is done."""
+    for event in events:
+        receptionist.accept(webhook(event) if isinstance(event, str) else event)
+        assert receptionist.queues.wait_idle(5), receptionist.stats()
+
+
+@pytest.fixture
+def make_receptionist(settings):
+    """Receptionists on the example config with a ManualScheduler; all shut down after the test."""
+    made = []
+
+    def make(telnyx, brain) -> Receptionist:
+        made.append(Receptionist(settings, telnyx, brain, scheduler=ManualScheduler()))
+        return made[-1]
+
+    yield make
+    for receptionist in made:
+        receptionist.shutdown()
+
+
+@pytest.fixture
+def receptionist(make_receptionist, telnyx, scripted_brain) -> Receptionist:
+    return make_receptionist(telnyx, scripted_brain)
+
+
+class BlockingBrain(ScriptedBrain):
+    """A brain that holds every question until `release` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked, self.release = threading.Event(), threading.Event()
+
+    def reply(self, history, utterance):
+        self.asked.set()
+        self.release.wait(5)
+        return super().reply(history, utterance)
+
+
+# ---------------------------------------------------------------- the one loop
+
+
+def test_a_failed_speak_goes_back_to_the_dialog_once_and_the_call_carries_on(
+    receptionist, telnyx, scripted_brain, settings
+):
+    telnyx.failures["speak"] = TelnyxHTTPError(500, "10007", "unexpected")
+    deliver(receptionist, "call_initiated", "call_answered")
+    state = receptionist.calls.get(CALL)
+    assert telnyx.actions() == ["answer", "transcription_start"]
+    # the greeting's CommandFailed ended its speech once: listening, one silence timer
+    assert (state.speaking, state.silence_token) == (0, 1)
+    assert receptionist.scheduler.delays().count(settings.dialog.silence_timeout_s) == 1
+    del telnyx.failures["speak"]
+    scripted_brain.enqueue(BrainReply("We open at 8.", "continue", 0.9))
+    deliver(receptionist, "call_transcription")
+    assert telnyx.spoken() == ["We open at 8."]
+
+
+def test_follow_up_command_ids_derive_from_the_command_that_caused_them(receptionist, telnyx):
+    deliver(receptionist, "call_initiated", "call_answered", "call_speak_ended", "call_transcription")
+    answer, reply = telnyx.commands[0], telnyx.commands[-1]
+    assert answer.body["command_id"] == command_id_for(CALL, event_id("call_initiated"), "Answer", "0")
+    ask_brain = command_id_for(CALL, event_id("call_transcription"), "AskBrain", "0")
+    assert (reply.action, reply.body["command_id"]) == ("speak", command_id_for(CALL, ask_brain, "Speak", "0"))
+
+
+def test_the_same_events_give_the_same_command_ids(make_receptionist):
+    def command_ids() -> list[tuple[str, str]]:
+        telnyx = RecordingTelnyx()
+        receptionist = make_receptionist(telnyx, ScriptedBrain())
+        deliver(receptionist, "call_initiated", "call_answered", "call_speak_ended")
+        receptionist.scheduler.fire_all()  # the silence timer: its ids derive from the timer
+        deliver(receptionist, "call_transcription")
+        return [(command.action, command.body["command_id"]) for command in telnyx.commands]
+
+    first = command_ids()
+    assert first == command_ids()
+    assert [action for action, _ in first] == [
+        "answer", "speak", "transcription_start", "speak", "playback_stop", "speak",  # reprompt, barge-in, reply
+    ]
+    assert len({command_id for _, command_id in first}) == len(first)
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_transfer_leg_events_reach_the_call_they_were_transferred_from(receptionist, telnyx):
+    deliver(receptionist, "call_initiated", "call_answered", "call_speak_ended", "call_dtmf_received",
+            webhook("call_speak_ended", event_id="speak-ended-2"), "transfer_leg_answered")
+    assert telnyx.actions()[-2:] == ["transfer", "transcription_stop"]
+    assert telnyx.actions(LEG) == [] and receptionist.calls.get(LEG) is None
+    assert receptionist.calls.get(CALL).outcome == "transferred"
+
+
+def test_a_leg_whose_call_is_not_live_is_not_a_call_of_its_own(receptionist, telnyx):
+    deliver(receptionist, "transfer_leg_initiated", "transfer_leg_answered")
+    assert telnyx.commands == []
+    assert receptionist.stats()["live_calls"] == 0
+
+
+def test_a_hangup_before_call_initiated_leaves_a_tombstone(receptionist, telnyx):
+    deliver(receptionist, "call_hangup", "call_initiated")
+    assert telnyx.commands == []
+    assert receptionist.calls.has_ended(CALL) and receptionist.stats()["live_calls"] == 0
+
+
+def test_a_redelivered_event_is_dropped(receptionist, telnyx):
+    assert receptionist.accept(webhook("call_initiated")) is True
+    assert receptionist.accept(webhook("call_initiated")) is False
+    assert receptionist.queues.wait_idle(5)
+    assert telnyx.actions() == ["answer"]
+
+
+# ---------------------------------------------------------------- calls this process lost
+
+
+def test_an_orphaned_transcription_is_adopted_with_the_fallback_then_a_transfer(receptionist, telnyx, settings):
+    deliver(receptionist, "call_transcription")
+    assert telnyx.spoken() == [settings.assistant.fallback]
+    assert receptionist.calls.get(CALL).escalation_reason == f"brain failed: {STATE_LOST}"
+    deliver(receptionist, "call_speak_ended")
+    assert telnyx.commands[-1].action == "transfer"
+    assert telnyx.commands[-1].body["to"] == settings.destinations[settings.transfer.default_destination]
+
+
+def test_an_orphan_on_a_call_telnyx_has_ended_is_closed(receptionist, telnyx):
+    telnyx.ended.add(CALL)
+    deliver(receptionist, "call_dtmf_received")
+    assert telnyx.commands == []
+    assert receptionist.calls.has_ended(CALL)
+
+
+# ---------------------------------------------------------------- stats and shutdown
+
+
+def test_stats_count_live_calls_and_queued_events(make_receptionist, telnyx):
+    brain = BlockingBrain()
+    receptionist = make_receptionist(telnyx, brain)
+    deliver(receptionist, "call_initiated", "call_answered", "call_speak_ended")
+    receptionist.accept(webhook("call_transcription"))
+    assert brain.asked.wait(5)
+    receptionist.accept(webhook("call_dtmf_received"))
+    assert receptionist.stats() == {"live_calls": 1, "queued_events": 1}
+    brain.release.set()
+    assert receptionist.queues.wait_idle(5)
+    assert receptionist.stats() == {"live_calls": 1, "queued_events": 0}
+
+
+def test_after_begin_shutdown_only_calls_already_held_are_accepted(receptionist, telnyx):
+    deliver(receptionist, "call_initiated")
+    receptionist.begin_shutdown()
+    assert receptionist.stopping
+    assert receptionist.accept(webhook("call_answered")) is True
+    new_call = webhook("call_initiated", call_control_id="v3:new-call")
+    with pytest.raises(ServiceStopping, match="call=v3:new-call event=call.initiated refused"):
+        receptionist.accept(new_call)
+    assert receptionist.seen.first_time(new_call.event_id)  # not marked seen: a redelivery may be served
+
+
+def test_drain_finishes_queued_work_and_stops_the_timers(receptionist, telnyx):
+    deliver(receptionist, "call_initiated")
+    assert receptionist.drain(timeout_s=5) is True
+    assert receptionist.stopping and receptionist.scheduler.stopped
+    with pytest.raises(ServiceStopping):
+        receptionist.accept(webhook("call_initiated", call_control_id="v3:after-drain"))
