@@ -1,4 +1,4 @@
-"""Every decision the dialog makes, from (state, event) to commands, with no server involved."""
+"""dialog.py: every decision the dialog makes, from (state, event) to commands, with no server involved."""
 
 from __future__ import annotations
 

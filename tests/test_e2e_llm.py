@@ -20,16 +20,17 @@ def reply(text: str, action: str = "continue", confidence: float = 0.9, departme
 
 
 @pytest.fixture(scope="module")
-def model():
+def fake_model():
+    """The conftest fake OpenAI server, for the whole module: the live service below is shared too."""
     with FakeOpenAI() as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def live(model):
+def live(fake_model):
     overrides = {"ai.timeout_s": 1.0}
     with Network(NetworkOptions(speed=0.05)) as network:
-        env = {**network.service_env(), "OPENAI_BASE_URL": model.base_url}
+        env = {**network.service_env(), "OPENAI_BASE_URL": fake_model.base_url}
         with start_service(env, overrides=overrides) as service:
             network.webhook_url = service.webhook_url
             yield network, service
@@ -46,27 +47,27 @@ def call_log(service) -> list[dict]:
     return [json.loads(line) for line in Path(service.call_log_path).read_text().splitlines()]
 
 
-def test_llm_answers_a_question_and_ends_the_call(live, model):
+def test_llm_answers_a_question_and_ends_the_call(live, fake_model):
     network, service = live
-    model.reset()
-    model.enqueue(reply("We are open eight to five on weekdays."))
-    model.enqueue(reply("You're welcome.", "end"))
+    fake_model.reset()
+    fake_model.enqueue(reply("We are open eight to five on weekdays."))
+    fake_model.enqueue(reply("You're welcome.", "end"))
     result = run_scenario(network, scenario(
         "llm_question", ["when are you open", "great thanks bye"],
         {"outcome": "hung_up_by_assistant", "assistant_said_contains": ["eight to five", "goodbye"],
          "spoke_goodbye_before_hangup": True, "max_commands_after_hangup": 0},
     ), service.call_log_path)
     assert result.passed, result.transcript
-    prompts = model.requests
+    prompts = fake_model.requests
     assert len(prompts) == 2
     assert prompts[1]["messages"][-1] == {"role": "user", "content": "great thanks bye"}
     assert {"role": "assistant", "content": "We are open eight to five on weekdays."} in prompts[1]["messages"]
 
 
-def test_llm_transfer_goes_to_the_named_department(live, model):
+def test_llm_transfer_goes_to_the_named_department(live, fake_model):
     network, service = live
-    model.reset()
-    model.enqueue(reply("Let me get billing for you.", "transfer", 0.9, "billing"))
+    fake_model.reset()
+    fake_model.enqueue(reply("Let me get billing for you.", "transfer", 0.9, "billing"))
     result = run_scenario(network, scenario(
         "llm_transfer", ["I have a question about my invoice"],
         {"outcome": "transferred", "transferred_to": "+15555550101", "transfer_attempts": 1},
@@ -75,11 +76,11 @@ def test_llm_transfer_goes_to_the_named_department(live, model):
     assert result.passed, result.transcript
 
 
-def test_llm_that_hangs_gets_the_fallback_and_a_transfer(live, model):
+def test_llm_that_hangs_gets_the_fallback_and_a_transfer(live, fake_model):
     network, service = live
-    model.reset()
-    model.enqueue(HANG)
-    model.enqueue(HANG)
+    fake_model.reset()
+    fake_model.enqueue(HANG)
+    fake_model.enqueue(HANG)
     result = run_scenario(network, scenario(
         "llm_hangs", ["can you tell me about whitening"],
         {"outcome": "transferred", "transferred_to": "+15555550100",

@@ -1,4 +1,4 @@
-"""The signature matrix for WebhookVerifier: only fresh, untampered webhooks signed by the key pass."""
+"""webhook_auth.py: the signature matrix for WebhookVerifier; only fresh, untampered webhooks signed by the key pass."""
 
 from __future__ import annotations
 
@@ -13,33 +13,28 @@ NOW = 1_800_000_000
 BODY = b'{"data":{"event_type":"call.initiated","id":"e1","payload":{"call_control_id":"v3:abc"}}}'
 
 
-@pytest.fixture(scope="module")
-def keys():
-    return new_keypair()
-
-
 @pytest.fixture
-def verifier(keys) -> WebhookVerifier:
-    return WebhookVerifier(load_public_key(keys[1]), tolerance_s=300, clock=lambda: NOW)
+def verifier(keypair) -> WebhookVerifier:
+    return WebhookVerifier(load_public_key(keypair[1]), tolerance_s=300, clock=lambda: NOW)
 
 
-def test_authentic_webhook_passes(verifier, keys):
-    verifier.verify(BODY, sign(BODY, keys[0], str(NOW)))
+def test_authentic_webhook_passes(verifier, keypair):
+    verifier.verify(BODY, sign(BODY, keypair[0], str(NOW)))
 
 
 @pytest.mark.parametrize("skew", [-300, -299, 0, 299, 300])
-def test_timestamps_inside_the_window_pass(verifier, keys, skew):
-    verifier.verify(BODY, sign(BODY, keys[0], str(NOW + skew)))
+def test_timestamps_inside_the_window_pass(verifier, keypair, skew):
+    verifier.verify(BODY, sign(BODY, keypair[0], str(NOW + skew)))
 
 
 @pytest.mark.parametrize("skew", [-301, 301, -86400, 10**6])
-def test_stale_or_future_timestamps_fail(verifier, keys, skew):
+def test_stale_or_future_timestamps_fail(verifier, keypair, skew):
     with pytest.raises(SignatureError, match="window"):
-        verifier.verify(BODY, sign(BODY, keys[0], str(NOW + skew)))
+        verifier.verify(BODY, sign(BODY, keypair[0], str(NOW + skew)))
 
 
-def test_header_names_match_case_insensitively(verifier, keys):
-    headers = {k.upper(): v for k, v in sign(BODY, keys[0], str(NOW)).items()}
+def test_header_names_match_case_insensitively(verifier, keypair):
+    headers = {k.upper(): v for k, v in sign(BODY, keypair[0], str(NOW)).items()}
     verifier.verify(BODY, headers)
 
 
@@ -53,8 +48,8 @@ def test_header_names_match_case_insensitively(verifier, keys):
         lambda b: b.replace(b"v3:abc", b"v3:ab\\u0063"),
     ],
 )
-def test_tampered_body_fails(verifier, keys, tamper):
-    headers = sign(BODY, keys[0], str(NOW))
+def test_tampered_body_fails(verifier, keypair, tamper):
+    headers = sign(BODY, keypair[0], str(NOW))
     with pytest.raises(SignatureError, match="does not match"):
         verifier.verify(tamper(BODY), headers)
 
@@ -65,8 +60,8 @@ def test_signature_from_another_key_fails(verifier):
         verifier.verify(BODY, sign(BODY, other_private, str(NOW)))
 
 
-def test_signature_bound_to_its_timestamp(verifier, keys):
-    headers = sign(BODY, keys[0], str(NOW))
+def test_signature_bound_to_its_timestamp(verifier, keypair):
+    headers = sign(BODY, keypair[0], str(NOW))
     headers["telnyx-timestamp"] = str(NOW + 1)
     with pytest.raises(SignatureError, match="does not match"):
         verifier.verify(BODY, headers)
@@ -89,10 +84,10 @@ def test_missing_or_garbled_headers_fail(verifier, headers, message):
         verifier.verify(BODY, headers)
 
 
-def test_duplicate_signature_headers_fail(verifier, keys):
+def test_duplicate_signature_headers_fail(verifier, keypair):
     from werkzeug.datastructures import Headers
 
-    good = sign(BODY, keys[0], str(NOW))
+    good = sign(BODY, keypair[0], str(NOW))
     headers = Headers(list(good.items()) + [("Telnyx-Signature-Ed25519", good["telnyx-signature-ed25519"])])
     with pytest.raises(SignatureError, match="more than one"):
         verifier.verify(BODY, headers)
