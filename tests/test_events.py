@@ -10,11 +10,13 @@ from events import (
     INTERNAL_EVENTS,
     MAX_ID_CHARS,
     RESERVED_EVENT_TYPES,
+    TRANSFER_TAG,
     BadEvent,
     CallEvent,
     LegEvent,
     encode_client_state,
     parse_event,
+    transfer_client_state,
 )
 from fixtures import encode, fixture_names, load_fixture
 
@@ -155,6 +157,22 @@ def test_absent_client_state_is_none():
     body = load_fixture("call_answered")
     del body["data"]["payload"]["client_state"]
     assert parse_event(encode(body)).client_state is None
+
+
+def test_a_transfer_leg_names_the_call_it_came_from():
+    leg = parse_event(encode(load_fixture("transfer_leg_answered")))
+    origin = load_fixture("call_initiated")["data"]["payload"]["call_control_id"]
+    assert leg.client_state == TRANSFER_TAG + origin and leg.transferred_from == origin
+    assert transfer_client_state(origin) == load_fixture("transfer_leg_answered")["data"]["payload"]["client_state"]
+
+
+@pytest.mark.parametrize(
+    "client_state",
+    [None, encode_client_state("hello"), encode_client_state(TRANSFER_TAG), transfer_client_state(CALL)],
+    ids=["none", "not a transfer tag", "tag without a call", "tag naming the leg itself"],
+)
+def test_no_transferred_from_without_another_call_in_the_tag(client_state):
+    assert event_with(call_control_id=CALL, client_state=client_state).transferred_from is None
 
 
 # ---------------------------------------------------------------- the service's own events
