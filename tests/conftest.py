@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def example_config() -> dict:
+    """config.example.yml as loaded; shared by the session, so copy it before changing anything."""
     return yaml.safe_load((ROOT / "config.example.yml").read_text())
 
 
@@ -28,6 +29,7 @@ def raw_config(example_config, tmp_path) -> dict:
 
 @pytest.fixture
 def settings(raw_config):
+    """The example config as Settings: verification off, nothing from the environment."""
     raw_config["webhook"]["verify_signatures"] = False
     return build_settings(raw_config, {})
 
@@ -42,6 +44,7 @@ def keypair():
 
 @pytest.fixture
 def telnyx():
+    """The in-process Call Control fake (fakes.RecordingTelnyx): records every command."""
     from fakes import RecordingTelnyx
 
     return RecordingTelnyx()
@@ -49,6 +52,7 @@ def telnyx():
 
 @pytest.fixture
 def scripted_brain():
+    """A brain answering from a script (fakes.ScriptedBrain); a steady "continue" reply when the script is empty."""
     from fakes import ScriptedBrain
 
     return ScriptedBrain()
@@ -64,7 +68,7 @@ def fake_model():
 
 
 @pytest.fixture
-def make_app(keypair):
+def make_app(keypair, example_config):
     """Build the service the way `create_app` does in production, with whatever the test passes in.
 
     `config` is a raw YAML mapping or Settings (the example config, verification on, when left out); `env`
@@ -76,7 +80,8 @@ def make_app(keypair):
 
     def make(config=None, *, env=None, **seams):
         if config is None or isinstance(config, dict):
-            config = build_settings(config or _example(), {"TELNYX_PUBLIC_KEY": keypair[1], **(env or {})})
+            raw = config or copy.deepcopy(example_config)
+            config = build_settings(raw, {"TELNYX_PUBLIC_KEY": keypair[1], **(env or {})})
         service = create_app(config, **seams)
         made.append(service)
         return service
@@ -86,34 +91,27 @@ def make_app(keypair):
         service.extensions["receptionist"].shutdown()
 
 
-def _example() -> dict:
-    return yaml.safe_load((ROOT / "config.example.yml").read_text())
-
-
 @pytest.fixture
 def app(make_app, raw_config, telnyx, scripted_brain):
+    """The service on the example config, verifying signatures, wired to `telnyx` and `scripted_brain`."""
     return make_app(raw_config, telnyx=telnyx, brain=scripted_brain)
 
 
 @pytest.fixture
 def client(app):
+    """The Flask test client of `app`."""
     return app.test_client()
 
 
 @pytest.fixture
 def settle():
     """`settle(app_or_receptionist)` waits until no call has work queued or running, failing loudly after 10 s."""
-    import time
-
     from flask import Flask
 
     def wait(target, timeout_s: float = 10.0) -> None:
         receptionist = target.extensions["receptionist"] if isinstance(target, Flask) else target
-        deadline = time.monotonic() + timeout_s
-        while not receptionist.queues.idle():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"background work did not settle in {timeout_s} s: {receptionist.stats()}")
-            time.sleep(0.002)
+        if not receptionist.queues.wait_idle(timeout_s):
+            raise AssertionError(f"background work did not settle in {timeout_s} s: {receptionist.stats()}")
 
     return wait
 
