@@ -76,7 +76,7 @@ _SPOKEN_DIGITS = re.compile(rf"{_DIGIT_WORDS}|\d+", re.IGNORECASE)
 
 
 def mask_number(number: str | None) -> str:
-    """'+13125550111' -> '+1*******11': enough to tell calls apart in a log, not enough to dial."""
+    """'+13125550111' -> '+1********11': enough to tell calls apart in a log, not enough to dial."""
     if not number:
         return "unknown"
     digits = number.strip()

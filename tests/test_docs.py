@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from test_config import REQUIRED, model_keys
+
+from config import Settings
 from conftest import ROOT
 from dialog import HANDLERS
 
@@ -46,3 +49,40 @@ def test_quickstart_is_the_two_make_targets():
     assert commands == ["demo", "test"]
     makefile = Path(ROOT / "Makefile").read_text()
     assert all(re.search(rf"^{c}:", makefile, flags=re.MULTILINE) for c in commands)
+
+
+def module_table() -> set[str]:
+    table = README.split("### Modules")[1].split("\n\n", 2)[2].split("\n\n")[0]
+    return set(re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE))
+
+
+def test_the_module_table_matches_the_tree():
+    """Every top-level module and package is in the README's module table, and every entry exists."""
+    tree = {path.name for path in ROOT.glob("*.py")}
+    tree |= {f"{path.parent.name}/" for path in ROOT.glob("*/__init__.py")} | {"tests/"}
+    assert module_table() == tree
+
+
+def readme_defaults() -> dict[str, str]:
+    table = README.split("| key | default | meaning |")[1].split("\n\n")[0]
+    return dict(re.findall(r"^\| `([a-z_.]+)` \| ([^|]*) \|", table, flags=re.MULTILINE))
+
+
+def shown(default) -> str:
+    """A model default as the README's table writes it."""
+    if default is REQUIRED:
+        return "required"
+    if default in (None, "", (), {}):
+        return ""
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return str(default) if isinstance(default, int | float) else f"`{default}`"
+
+
+def test_the_readme_defaults_are_the_models_defaults():
+    documented = readme_defaults()
+    wrong = {key: (documented.get(key), shown(default)) for key, default in model_keys(Settings)
+             if documented.get(key, "").strip() != shown(default)}
+    assert wrong == {}
