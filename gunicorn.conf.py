@@ -12,9 +12,11 @@ See RELIABILITY.md for what a restart costs the calls in progress.
 """
 
 import os
+import sys
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-workers = 1
+# gunicorn's own convention; more than one is refused below, because call state lives in one process's memory.
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 timeout = 30
@@ -27,6 +29,20 @@ control_socket_disable = True
 # Kept back from graceful_timeout: about 2 s while gunicorn lets kept-alive connections finish, the
 # rest for a reply already running when the drain gives up. The master SIGKILLs at graceful_timeout.
 DRAIN_MARGIN_S = 5.0
+
+
+ONE_WORKER_ONLY = (
+    "refusing to start with {workers} worker processes: call state lives in one process's memory, so a "
+    "second worker would answer webhooks for calls it does not hold (duplicate speech, lost turns). "
+    "Run one worker (WEB_CONCURRENCY=1, no -w) and scale with threads."
+)
+
+
+def on_starting(server):
+    """Refuse several workers however they were asked for (WEB_CONCURRENCY, -w, --workers)."""
+    if server.cfg.workers != 1:
+        server.log.error(ONE_WORKER_ONLY.format(workers=server.cfg.workers))
+        sys.exit(1)
 
 
 def _receptionist(worker):
