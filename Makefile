@@ -37,8 +37,7 @@ bench: $(BENCH_STAMP)
 
 # Every reliability and security test, the long ones included; rewrites the figures table in RELIABILITY.md.
 soak: venv
-	$(BIN)/python -m pytest -m "soak or not soak" tests/test_security_*.py tests/test_reliability_*.py \
-		--figures-md RELIABILITY.md
+	$(BIN)/python -m pytest -m "soak or not soak" tests/security tests/reliability --figures-md RELIABILITY.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

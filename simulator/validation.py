@@ -3,7 +3,7 @@
 Each action lists its fields as `name: rule`. A rule is a JSON type ("string", "integer", "boolean",
 "object", "array", "string|integer", or "uuid" for a string in UUID format), optionally followed by
 allowed values after "=" (separated by "|") or a range "integer[lo..hi]" / "string[lo..hi]" (length).
-Nested objects are only checked for being objects or arrays; tests/test_simulator_spec.py proves these
+Nested objects are only checked for being objects or arrays; tests/simulator/test_spec.py proves these
 tables agree with the spec.
 """
 

@@ -114,7 +114,7 @@ class Webhook:
             "another key": sign(raw, self._other_key, now),
             # Well outside the 300 s window: the clock keeps running between signing and verifying, so a
             # timestamp one second out could drift back inside it. The exact edges are pinned in
-            # test_security_authenticity.py with a frozen clock.
+            # tests/security/test_authenticity.py with a frozen clock.
             "stale": sign(raw, self.key, now - 310),
             "from the future": sign(raw, self.key, now + 310),
             "another body's signature": sign(raw + b" ", self.key, now),

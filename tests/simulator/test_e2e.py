@@ -18,7 +18,7 @@ from simulator.runner import run_scenario
 from simulator.scenario import all_scenario_paths, load_scenario
 from simulator.service import start_service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = {path.stem: load_scenario(path) for path in all_scenario_paths()}
 
 pytestmark = pytest.mark.skipif(not (ROOT / "app.py").exists(), reason="the service (app.py) does not exist yet")

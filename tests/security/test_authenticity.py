@@ -35,7 +35,7 @@ from reliability_helpers import settle
 from security_helpers import WEBHOOK, event, new_call_id
 from webhook_auth import WebhookVerifier
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNAUTHORISED = {"error": "invalid signature", "status": 401}
 
 
