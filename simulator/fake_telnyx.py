@@ -1,7 +1,24 @@
 """A fake Telnyx Call Control API on 127.0.0.1: real paths, real error envelopes, command_id dedup, faults.
 
-Every request is recorded (time, call_control_id, action, body, status, error code, dedup, fault) so
-tests and the runner can assert on exactly what "Telnyx" saw.
+Given a Carrier (the simulated network), commands change simulated calls and a call's state can refuse
+them (422 90015, 90018, 90034, 90054). Without one, `FakeTelnyx()` accepts every well-formed command for
+any call: what the security and reliability tests use to drive the real TelnyxClient. Either way every
+request is recorded (arrival time, call_control_id, action, body, Authorization, status, error code,
+dedup, fault) so tests and the runner can assert on exactly what "Telnyx" saw.
+
+Faults, scripted per action and optionally per call::
+
+    fake.plan("speak", http_error(503), CUT)            # the next two speaks, once each, in order
+    fake.plan("answer", RESET, call=call_control_id)     # only this call's next answer
+    fake.always("hangup", http_error(422, "90018"))      # every hangup, until clear_faults()
+
+A planned fault for the call comes first, then one planned for every call, then `always`, then the
+random `FaultPlan` (`error_rate` of requests fail with 500/503/429, `ambiguous_share` after acting).
+A fault is an error status in Telnyx's envelope (`http_error`, with a Retry-After when given) or
+something the transport does: `RESET` resets the connection before answering; `CUT` sends 200 and half
+the body, then resets; `slow(s)` answers after `s` seconds; `trickle(s)` sends the answer one byte every
+`s` seconds; `AMBIGUOUS` answers 503. Those last four hit the answer only: the command was carried out,
+so a retry under the same command_id is acknowledged without acting again, as Telnyx does.
 """
 
 from __future__ import annotations
@@ -9,8 +26,11 @@ from __future__ import annotations
 import json
 import random
 import re
+import socket
+import struct
 import threading
 import time
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +42,9 @@ from simulator.validation import ACTIONS, validate
 ACTION_PATH = re.compile(r"^/v2/calls/(?P<call_control_id>[^/]+)/actions/(?P<action>[^/?]+)$")
 DEDUP_WINDOW_S = 60.0
 ERROR_TITLES = {
+    "10007": "Unexpected error",
+    "10009": "Authentication failed",
+    "10011": "Too many requests",
     "90015": "Invalid Call Control ID",
     "90018": "Call has already ended",
     "90034": "Call not answered yet",
@@ -29,13 +52,55 @@ ERROR_TITLES = {
 }
 
 
+@dataclass(frozen=True)
+class Fault:
+    """How the fake answers one request instead of the normal way; build one with the helpers below."""
+
+    kind: str  # "status", "reset", "cut", "slow", "trickle" or "ambiguous"
+    status: int = 0
+    code: str = ""
+    retry_after: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def acts(self) -> bool:
+        """True when the command is carried out and only the answer goes wrong."""
+        return self.kind in ("cut", "slow", "trickle", "ambiguous")
+
+    @property
+    def label(self) -> str:
+        """What RequestRecord.fault says, e.g. "429 10011 Retry-After 3600", "reset", "slow 1.5 s"."""
+        if self.kind == "status":
+            return f"{self.status} {self.code}" + (f" Retry-After {self.retry_after}" if self.retry_after else "")
+        return f"{self.kind} {self.seconds:g} s" if self.seconds else self.kind
+
+
+def http_error(status: int, code: str = "10007", retry_after: str | None = None) -> Fault:
+    """Answer `status` with Telnyx error `code` in the errors envelope, without acting."""
+    return Fault("status", status, code, retry_after)
+
+
+def slow(seconds: float) -> Fault:
+    return Fault("slow", seconds=seconds)
+
+
+def trickle(seconds_per_byte: float) -> Fault:
+    return Fault("trickle", seconds=seconds_per_byte)
+
+
+RESET = Fault("reset")
+CUT = Fault("cut")
+AMBIGUOUS = Fault("ambiguous")
+
+
 @dataclass
 class FaultPlan:
-    """Failures to inject. `error_rate` of requests get 500/503 (or 429 for `rate_limit_share` of them).
+    """Random failures. `error_rate` of requests get 500/503 (or 429 for `rate_limit_share` of them).
 
     `ambiguous_share` of those failures happen after the command was acted on (Telnyx did it but the
     answer was lost), which only command_id dedup makes safe. A command_id is failed at most
-    `max_faults_per_command` times so a retrying client always gets through eventually.
+    `max_faults_per_command` times so a retrying client always gets through eventually. Every answer
+    is delayed by `latency_s`.
     """
 
     error_rate: float = 0.0
@@ -54,11 +119,21 @@ class RequestRecord:
     call_control_id: str
     action: str
     body: Any
-    status: int
+    status: int  # 0 when the connection was reset without an answer
     code: str | None = None
     deduplicated: bool = False
-    fault: str | None = None
-    acted: bool = False  # the carrier applied it (even when an "ambiguous" fault then lost the answer)
+    fault: str | None = None  # Fault.label of the fault injected, if any
+    acted: bool = False  # the command was carried out (even when a fault then spoiled the answer)
+    authorization: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """The client got a clean 200."""
+        return self.status == 200 and self.fault is None
+
+    @property
+    def command_id(self) -> str | None:
+        return self.body.get("command_id") if isinstance(self.body, dict) else None
 
 
 @dataclass
@@ -66,6 +141,17 @@ class Reply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    transport: Fault | None = None  # reset, cut, slow or trickle: how the answer travels
+    delay_s: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    reply: Reply
+    body: Any = None
+    deduplicated: bool = False
+    fault: Fault | None = None
+    acted: bool = False
 
 
 def ok() -> Reply:
@@ -82,12 +168,16 @@ def error(status: int, code: str, title: str, detail: str = "", pointer: str | N
 class FakeTelnyx:
     """The API half of the simulator. Start with `start()`, stop with `stop()`; `base_url` ends in /v2."""
 
-    def __init__(self, carrier: Carrier, faults: FaultPlan | None = None, *, port: int = 0, seed: int | None = None):
+    def __init__(self, carrier: Carrier | None = None, faults: FaultPlan | None = None, *, port: int = 0,
+                 seed: int | None = None):
         self.carrier = carrier
         self.faults = faults or FaultPlan()
         self.faults_by_action: dict[str, FaultPlan] = {}
         self.records: list[RequestRecord] = []
+        self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._planned: dict[tuple[str | None, str], deque[Fault]] = defaultdict(deque)
+        self._always: dict[tuple[str | None, str], Fault] = {}
         self._seen: dict[tuple[str, str], float] = {}
         self._faulted: dict[tuple[str, str], int] = {}
         self._random = random.Random(seed)
@@ -106,6 +196,7 @@ class FakeTelnyx:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()  # slow and trickling answers give up (with a reset) instead of holding the port
         self._server.shutdown()
         self._server.server_close()
 
@@ -114,6 +205,24 @@ class FakeTelnyx:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # ----- scripted faults ---------------------------------------------------------------
+
+    def plan(self, action: str, *faults: Fault, call: str | None = None) -> None:
+        """Answer the next requests for `action` (only call `call`'s, when given) with `faults`, once each."""
+        with self._lock:
+            self._planned[(call, action)].extend(faults)
+
+    def always(self, action: str, fault: Fault, *, call: str | None = None) -> None:
+        """Answer every request for `action` (only call `call`'s, when given) with `fault`."""
+        with self._lock:
+            self._always[(call, action)] = fault
+
+    def clear_faults(self) -> None:
+        """Forget every planned and `always` fault; the random FaultPlan stays."""
+        with self._lock:
+            self._planned.clear()
+            self._always.clear()
 
     # ----- queries for tests and reports -------------------------------------------------
 
@@ -132,40 +241,44 @@ class FakeTelnyx:
     # ----- handling ----------------------------------------------------------------------
 
     def handle(self, path: str, headers: Any, raw_body: bytes) -> Reply:
+        """Decide and record the answer at once; the handler then sends it (late, cut off, ...) as scripted."""
         received_at = time.monotonic()
         match = ACTION_PATH.match(path)
         if not match:
             return error(404, "10005", "Resource not found", f"No route for {path}.")
         call_control_id, action = unquote(match["call_control_id"]), match["action"]
-        reply, body, deduplicated, fault = self._process(call_control_id, action, headers, raw_body)
+        authorization = headers.get("Authorization", "")
+        outcome = self._process(call_control_id, action, authorization, raw_body)
+        reply = outcome.reply
         code = reply.body["errors"][0]["code"] if "errors" in reply.body else None
-        acted = not deduplicated and (code is None or fault == "ambiguous")
-        record = RequestRecord(received_at, call_control_id, action, body, reply.status, code, deduplicated, fault,
-                               acted)
+        label = outcome.fault.label if outcome.fault else None
+        record = RequestRecord(received_at, call_control_id, action, outcome.body, reply.status, code,
+                               outcome.deduplicated, label, outcome.acted, authorization)
         with self._lock:
             self.records.append(record)
+        reply.delay_s += self.faults_by_action.get(action, self.faults).latency_s
         return reply
 
-    def _process(self, call_control_id: str, action: str, headers: Any, raw_body: bytes):
-        """Auth, faults, parsing, validation, dedup, then the carrier. Returns (reply, body, dedup, fault)."""
-        if not _bearer_ok(headers.get("Authorization", "")):
-            return error(401, "10009", "Authentication failed", "Send a Bearer API key."), None, False, None
+    def _process(self, call_control_id: str, action: str, authorization: str, raw_body: bytes) -> _Outcome:
+        """Auth, parsing, faults, validation, dedup, then the carrier."""
+        if not _bearer_ok(authorization):
+            return _Outcome(error(401, "10009", "Authentication failed", "Send a Bearer API key."))
         if action not in ACTIONS:
-            return error(404, "10005", "Resource not found", f"Unknown action '{action}'."), None, False, None
-        plan = self.faults_by_action.get(action, self.faults)
-        if plan.latency_s:
-            time.sleep(plan.latency_s)
+            return _Outcome(error(404, "10005", "Resource not found", f"Unknown action '{action}'."))
         try:
             body = json.loads(raw_body) if raw_body.strip() else {}
         except ValueError:
-            return error(400, "10015", "Bad Request", "The body is not valid JSON."), None, False, None
-        fault = self._pick_fault(plan, call_control_id, body)
-        if fault and fault != "ambiguous":
-            return self._fault_reply(fault, plan), body, False, fault
+            return _Outcome(error(400, "10015", "Bad Request", "The body is not valid JSON."))
+        fault = self._fault_for(call_control_id, action, body)
+        if fault and not fault.acts:
+            return _Outcome(_fault_reply(fault), body, fault=fault)
         reply, deduplicated = self._act(call_control_id, action, body)
-        if fault == "ambiguous":
-            return error(503, "10007", "Service unavailable"), body, deduplicated, fault
-        return reply, body, deduplicated, None
+        acted = reply.status == 200 and not deduplicated
+        if fault and fault.kind == "ambiguous":
+            reply = error(503, "10007", "Service unavailable")
+        elif fault:
+            reply.transport = fault
+        return _Outcome(reply, body, deduplicated, fault, acted)
 
     def _act(self, call_control_id: str, action: str, body: Any) -> tuple[Reply, bool]:
         problem = validate(action, body)
@@ -175,7 +288,7 @@ class FakeTelnyx:
         key = (call_control_id, command_id) if isinstance(command_id, str) else None
         if key and not self._claim(key):
             return ok(), True
-        code = self.carrier.handle_command(call_control_id, action, body)
+        code = self.carrier.handle_command(call_control_id, action, body) if self.carrier else None
         if key and code:
             with self._lock:
                 del self._seen[key]  # a refused command did nothing, so its command_id may be used again
@@ -192,7 +305,18 @@ class FakeTelnyx:
             self._seen[key] = now
             return True
 
-    def _pick_fault(self, plan: FaultPlan, call_control_id: str, body: Any) -> str | None:
+    def _fault_for(self, call_control_id: str, action: str, body: Any) -> Fault | None:
+        """The scripted fault for this request, else maybe a random one."""
+        with self._lock:
+            for key in ((call_control_id, action), (None, action)):
+                if self._planned.get(key):
+                    return self._planned[key].popleft()
+            for key in ((call_control_id, action), (None, action)):
+                if key in self._always:
+                    return self._always[key]
+        return self._random_fault(self.faults_by_action.get(action, self.faults), call_control_id, body)
+
+    def _random_fault(self, plan: FaultPlan, call_control_id: str, body: Any) -> Fault | None:
         if not plan.error_rate or self._random.random() >= plan.error_rate:
             return None
         command_id = body.get("command_id") if isinstance(body, dict) else None
@@ -203,19 +327,22 @@ class FakeTelnyx:
             self._faulted[key] = self._faulted.get(key, 0) + 1
         roll = self._random.random()
         if roll < plan.ambiguous_share:
-            return "ambiguous"
+            return AMBIGUOUS
         if roll < plan.ambiguous_share + plan.rate_limit_share:
-            return "429"
-        return self._random.choice(["500", "503"])
+            retry_after = None if plan.retry_after_s is None else str(int(plan.retry_after_s))
+            return http_error(429, "10011", retry_after)
+        return http_error(self._random.choice([500, 503]))
 
-    @staticmethod
-    def _fault_reply(fault: str, plan: FaultPlan) -> Reply:
-        if fault == "429":
-            reply = error(429, "10011", "Too many requests")
-            if plan.retry_after_s is not None:
-                reply.headers["Retry-After"] = str(int(plan.retry_after_s))
-            return reply
-        return error(int(fault), "10007", "Unexpected error" if fault == "500" else "Service unavailable")
+
+def _fault_reply(fault: Fault) -> Reply:
+    """The error envelope for a status fault; a reset has no answer at all (recorded as status 0)."""
+    if fault.kind == "reset":
+        return Reply(0, {}, transport=fault)
+    title = "Service unavailable" if fault.status == 503 else ERROR_TITLES.get(fault.code, "Scripted failure")
+    reply = error(fault.status, fault.code, title)
+    if fault.retry_after is not None:
+        reply.headers["Retry-After"] = fault.retry_after
+    return reply
 
 
 def _bearer_ok(value: str) -> bool:
@@ -225,17 +352,47 @@ def _bearer_ok(value: str) -> bool:
 
 def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+        protocol_version = "HTTP/1.1"  # keep-alive, as the real API: the client's connection pool is exercised
 
         def do_POST(self) -> None:  # noqa: N802 - the name http.server looks for
             length = int(self.headers.get("Content-Length") or 0)
             reply = fake.handle(self.path, self.headers, self.rfile.read(length))
-            self._send(reply)
+            try:
+                self._deliver(reply)
+            except OSError:  # the client gave up (timed out) before a slow or trickling answer
+                self.close_connection = True
 
         def do_GET(self) -> None:  # noqa: N802
             self._send(error(404, "10005", "Resource not found"))
 
-        def _send(self, reply: Reply) -> None:
+        def _deliver(self, reply: Reply) -> None:
+            fault = reply.transport
+            delay = reply.delay_s + (fault.seconds if fault and fault.kind == "slow" else 0.0)
+            if (delay and fake.stopping.wait(delay)) or (fault and fault.kind == "reset"):
+                return self._reset()
+            if fault and fault.kind == "cut":
+                self._send(reply, cut=True)
+                return self._reset()
+            if fault and fault.kind == "trickle":
+                return self._trickle(reply, fault.seconds)
+            return self._send(reply)
+
+        def _send(self, reply: Reply, cut: bool = False) -> None:
+            payload = self._headers(reply)
+            self.wfile.write(payload[: len(payload) // 2] if cut else payload)
+            self.wfile.flush()
+
+        def _trickle(self, reply: Reply, seconds_per_byte: float) -> None:
+            payload = self._headers(reply)
+            self.wfile.flush()
+            for i in range(len(payload)):
+                if fake.stopping.wait(seconds_per_byte):
+                    return self._reset()
+                self.wfile.write(payload[i : i + 1])
+                self.wfile.flush()
+
+        def _headers(self, reply: Reply) -> bytes:
+            """Send the status line and headers; return the body still to send."""
             payload = json.dumps(reply.body).encode()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
@@ -243,7 +400,13 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(payload)
+            return payload
+
+        def _reset(self) -> None:
+            """Close with an RST (SO_LINGER 0), not a polite FIN."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the runner prints its own transcript
             return

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import base64
 
-import pytest
-
 from simulator.carrier import Carrier, TransferPlan
 
 VOICE = "Telnyx.KokoroTTS.af"
-
-
-@pytest.fixture
-def carrier():
-    events: list = []
-    carrier = Carrier(events.append, speed=0.01)
-    carrier.events = events
-    yield carrier
-    carrier.scheduler.stop()
 
 
 def types(carrier: Carrier, call_control_id: str | None = None) -> list[str]:

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import requests
 
+from background import wait_until
 from simulator.carrier import Carrier, SimCall
-from simulator.fake_telnyx import FakeTelnyx, FaultPlan
+from simulator.fake_telnyx import CUT, RESET, FakeTelnyx, FaultPlan, http_error, slow, trickle
 
 AUTH = {"Authorization": "Bearer test-key"}
 
 
 @pytest.fixture
-def carrier():
-    events: list = []
-    carrier = Carrier(events.append, speed=0.01)
-    carrier.events = events
-    yield carrier
-    carrier.scheduler.stop()
+def fake(carrier):
+    with FakeTelnyx(carrier, seed=7) as fake:
+        yield fake
 
 
 @pytest.fixture
-def fake(carrier):
-    with FakeTelnyx(carrier, seed=7) as fake:
+def loopback():
+    """No carrier: every well-formed command for any call is accepted unless a fault is scripted."""
+    with FakeTelnyx() as fake:
         yield fake
 
 
@@ -167,3 +169,122 @@ def test_ambiguous_fault_acts_then_fails_and_the_retry_is_deduplicated(fake, car
     assert post(fake, call.call_control_id, "answer", {"command_id": "a1"}).status_code == 200
     assert fake.deduplicated == 1 and call.duplicate_effects == 0
     assert [e.event_type for e in carrier.events].count("call.answered") == 1
+
+
+# ---------------------------------------------------------------- without a carrier; scripted faults
+
+
+def statuses(fake: FakeTelnyx, call_control_id: str, action: str, times: int) -> list[int]:
+    return [post(fake, call_control_id, action).status_code for _ in range(times)]
+
+
+def test_without_a_carrier_every_well_formed_command_is_accepted_and_recorded(loopback):
+    response = post(loopback, "v3:any", "speak", {"payload": "hi", "voice": "v", "command_id": "s1"})
+    assert (response.status_code, response.json()) == (200, {"data": {"result": "ok"}})
+    [record] = loopback.requests_for("v3:any")
+    assert (record.action, record.command_id, record.authorization) == ("speak", "s1", AUTH["Authorization"])
+    assert record.acted and record.ok and record.fault is None
+    refused = post(loopback, "v3:any", "speak", {"voice": "v"})
+    assert (refused.status_code, error_of(refused)["code"]) == (422, "10004"), "bodies are still validated"
+
+
+def test_planned_faults_answer_the_next_requests_once_each_in_order(loopback):
+    loopback.plan("answer", http_error(503), http_error(429, "10011", retry_after="7"))
+    first, second, third = (post(loopback, "v3:a", "answer", {"command_id": "a1"}) for _ in range(3))
+    assert (first.status_code, error_of(first)["code"], error_of(first)["title"]) == (503, "10007",
+                                                                                     "Service unavailable")
+    assert (second.status_code, error_of(second)["code"], second.headers["Retry-After"]) == (429, "10011", "7")
+    assert third.status_code == 200
+    records = loopback.requests_for("v3:a")
+    assert [r.fault for r in records] == ["503 10007", "429 10011 Retry-After 7", None]
+    assert [r.acted for r in records] == [False, False, True], "a refused request is not carried out"
+
+
+def test_a_fault_for_one_call_comes_first_then_one_for_every_call_then_always(loopback):
+    loopback.always("answer", http_error(503))
+    loopback.plan("answer", http_error(500))
+    loopback.plan("answer", http_error(502), call="v3:a")
+    assert statuses(loopback, "v3:b", "answer", 1) == [500]
+    assert statuses(loopback, "v3:a", "answer", 3) == [502, 503, 503]
+    loopback.clear_faults()
+    assert statuses(loopback, "v3:a", "answer", 1) == [200]
+
+
+def test_an_always_fault_lasts_and_leaves_other_actions_and_calls_alone(loopback):
+    loopback.always("hangup", http_error(422, "90018"), call="v3:ended")
+    assert statuses(loopback, "v3:ended", "hangup", 3) == [422] * 3
+    assert error_of(post(loopback, "v3:ended", "hangup"))["title"] == "Call has already ended"
+    assert statuses(loopback, "v3:ended", "answer", 1) == [200]
+    assert statuses(loopback, "v3:other", "hangup", 1) == [200]
+
+
+def test_a_reset_gives_no_answer_and_does_not_act(loopback):
+    loopback.plan("answer", RESET)
+    with pytest.raises(requests.ConnectionError):
+        post(loopback, "v3:a", "answer", {"command_id": "a1"})
+    assert post(loopback, "v3:a", "answer", {"command_id": "a1"}).status_code == 200
+    reset, retry = loopback.requests_for("v3:a")
+    assert (reset.status, reset.fault, reset.acted) == (0, "reset", False)
+    assert (retry.acted, retry.deduplicated) == (True, False)
+
+
+def test_a_cut_off_answer_was_acted_on_so_the_retry_is_deduplicated(fake, carrier):
+    call = new_call(carrier)
+    fake.plan("answer", CUT)
+    with pytest.raises(requests.RequestException):
+        post(fake, call.call_control_id, "answer", {"command_id": "a1"})
+    assert call.answered
+    assert post(fake, call.call_control_id, "answer", {"command_id": "a1"}).status_code == 200
+    cut, retry = fake.requests_for(call.call_control_id)
+    assert (cut.status, cut.fault, cut.acted) == (200, "cut", True)
+    assert retry.deduplicated and call.duplicate_effects == 0
+
+
+def test_a_slow_answer_is_acted_on_at_once_and_answered_late(loopback):
+    loopback.plan("answer", slow(0.3))
+    with pytest.raises(requests.Timeout):
+        requests.post(f"{loopback.base_url}/calls/v3:a/actions/answer", json={"command_id": "a1"}, headers=AUTH,
+                      timeout=(1, 0.1))
+    [late] = loopback.requests_for("v3:a")
+    assert (late.status, late.fault, late.acted) == (200, "slow 0.3 s", True)
+    started = time.monotonic()
+    loopback.plan("answer", slow(0.3))
+    assert post(loopback, "v3:a", "answer", {"command_id": "a2"}).status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_trickled_answer_arrives_whole_one_byte_at_a_time(loopback):
+    loopback.plan("answer", trickle(0.02))
+    started = time.monotonic()
+    response = post(loopback, "v3:a", "answer", {"command_id": "a1"})
+    took = time.monotonic() - started
+    assert (response.status_code, response.json()) == (200, {"data": {"result": "ok"}})
+    assert took >= 0.02 * len(response.content) * 0.9
+    assert loopback.requests_for("v3:a")[0].fault == "trickle 0.02 s"
+
+
+def test_latency_delays_every_answer_without_counting_as_a_fault(loopback):
+    loopback.faults = FaultPlan(latency_s=0.2)
+    started = time.monotonic()
+    assert post(loopback, "v3:a", "answer").status_code == 200
+    assert time.monotonic() - started >= 0.2
+    assert loopback.requests_for("v3:a")[0].fault is None
+
+
+def test_stopping_releases_a_slow_answer_with_a_reset():
+    fake = FakeTelnyx().start()
+    fake.always("answer", slow(30))
+    outcome: list = []
+    waiting = threading.Thread(target=lambda: outcome.append(_post_catching(fake)))
+    waiting.start()
+    assert wait_until(lambda: fake.requests_for("v3:a"), 5)
+    fake.stop()
+    waiting.join(5)
+    assert not waiting.is_alive() and isinstance(outcome[0], requests.ConnectionError), outcome
+
+
+def _post_catching(fake: FakeTelnyx):
+    try:
+        return post(fake, "v3:a", "answer", {"command_id": "a1"})
+    except requests.RequestException as exc:
+        return exc

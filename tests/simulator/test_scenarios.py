@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.carrier import Carrier
 from simulator.expectations import CallView, check_call, outcome
 from simulator.load import Percentiles, generated_scenario
 from simulator.scenario import ScenarioError, all_scenario_paths, load_scenario, parse_scenario
@@ -39,13 +38,6 @@ def test_steps_parse_with_their_options():
     assert (dtmf.kind, dtmf.text) == ("dtmf", "0")
     assert (wait.kind, wait.pause_s) == ("wait_s", 2.0)
     assert (hangup.kind, hangup.during_speech, hangup.after_s) == ("hangup", True, 1.5)
-
-
-@pytest.fixture
-def carrier():
-    carrier = Carrier(lambda event: None, speed=0.01)
-    yield carrier
-    carrier.scheduler.stop()
 
 
 def test_expectations_fail_when_the_call_did_not_end_as_expected(carrier):
