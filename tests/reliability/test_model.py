@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -22,16 +23,15 @@ from typing import Any
 import pytest
 import requests
 
-from app import create_app
+from background import background_failures, serve, settle, wait_until, watching_logs
 from brains import BrainError
 from brains.llm import LLMBrain
 from config import build_settings
-from fake_openai import DEFAULT_REPLY, DISCONNECT, HANG, FakeOpenAI, Trickle
+from fake_openai import DEFAULT_REPLY, DISCONNECT, HANG, Trickle
 from fakes import RecordingTelnyx
 from figures import record
 from fixtures import encode, sign
-from reliability_helpers import percentile, serve, settle, wait_until
-from security_helpers import background_failures, event, new_call_id, transcription, watching_logs
+from webhooks import WEBHOOK, event, new_call_id, transcription
 
 DEADLINE_S = 1.0  # ai.timeout_s for these tests
 MARGIN_S = 1.0  # from the brain giving up to the transfer command, on a loaded machine
@@ -51,32 +51,24 @@ STALLS = {"hangs", "trickles a byte every 0.4 s"}
 # ---------------------------------------------------------------- the service and a caller
 
 
-@pytest.fixture
-def model():
-    with FakeOpenAI() as server:
-        yield server
-
-
 @contextmanager
-def running_service(raw_config, keypair, model_url: str, deadline_s: float = DEADLINE_S) -> Iterator[Any]:
-    """create_app() with the LLM brain at `model_url`, served on loopback; yields (app, base URL, telnyx)."""
+def running_service(make_app, raw_config, model_url: str, deadline_s: float = DEADLINE_S) -> Iterator[Any]:
+    """create_app() with the LLM brain at `model_url`, served on loopback; yields (app, base URL, telnyx).
+
+    The app is shut down when the test ends (make_app)."""
     raw_config["ai"].update(timeout_s=deadline_s, max_retries=1)
-    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1], "OPENAI_BASE_URL": model_url})
     telnyx = RecordingTelnyx()
-    app = create_app(settings, telnyx=telnyx)
+    app = make_app(raw_config, env={"OPENAI_BASE_URL": model_url}, telnyx=telnyx)
     assert isinstance(app.extensions["receptionist"].runners.brain, LLMBrain)
-    try:
-        with serve(app) as url:
-            yield app, url, telnyx
-    finally:
-        app.extensions["receptionist"].shutdown()
+    with serve(app) as url:
+        yield app, url, telnyx
 
 
 class Phone:
     """Posts signed webhooks over HTTP and times each acknowledgement."""
 
     def __init__(self, url: str, private_key):
-        self.url, self.key = url + "/webhooks/telnyx", private_key
+        self.url, self.key = url + WEBHOOK, private_key
         self.session = requests.Session()
         self.acks: list[float] = []
 
@@ -132,11 +124,20 @@ def fallback_then_transfer(phone: Phone, telnyx: RecordingTelnyx, cid: str, fall
 # ---------------------------------------------------------------- one failing model per call
 
 
+def transferred_within_deadline(telnyx: RecordingTelnyx, deadlines: dict[str, float]) -> int:
+    """How many of these calls (call_control_id -> latest allowed transfer time) were transferred in time."""
+    return sum(any(c.at <= deadline for c in sent(telnyx, cid, "transfer")) for cid, deadline in deadlines.items())
+
+
 @pytest.mark.parametrize("label", list(MODEL_FAULTS))
-def test_failing_model_means_fallback_and_transfer_within_the_deadline(model, raw_config, keypair, label):
-    model.enqueue(*MODEL_FAULTS[label])
+def test_failing_model_means_fallback_and_transfer_within_the_deadline(fake_model, make_app, raw_config, keypair,
+                                                                       label):
+    fake_model.enqueue(*MODEL_FAULTS[label])
     fallback = raw_config["assistant"]["fallback"]
-    with watching_logs(logging.INFO) as logs, running_service(raw_config, keypair, model.base_url) as (app, url, tx):
+    with (
+        watching_logs(logging.INFO) as logs,
+        running_service(make_app, raw_config, fake_model.base_url) as (app, url, tx),
+    ):
         phone, cid = Phone(url, keypair[0]), new_call_id()
         to_listening(phone, tx, cid)
         t0 = time.monotonic()
@@ -145,47 +146,48 @@ def test_failing_model_means_fallback_and_transfer_within_the_deadline(model, ra
         phone.post(event("call_hangup", cid))
         settle(app)
         entry = call_log(raw_config)[cid]
-    held = transferred <= DEADLINE_S + MARGIN_S and transfer.body["to"] == FRONT_DESK
-    record("model fails while the caller waits", 1, int(held),
-           f"{label}: fallback at {heard:.2f} s, transfer at {transferred:.2f} s (deadline {DEADLINE_S} s)")
     assert transfer.body["to"] == FRONT_DESK
     assert transferred <= DEADLINE_S + MARGIN_S
     if label in STALLS:
         assert heard >= DEADLINE_S - 0.1, "gave up on the model before its deadline"
-    assert 1 <= len(model.requests) <= 2  # one attempt and at most one retry
+    assert 1 <= len(fake_model.requests) <= 2  # one attempt and at most one retry
     assert tx.spoken().count(fallback) == 1
     assert entry["outcome"] == "transferred" and entry["escalation_reason"].startswith("brain failed")
     assert max(phone.acks) < ACK_P99_S * 4
     assert not background_failures(logs.records)
+    deadlines = {cid: t0 + DEADLINE_S + MARGIN_S}
+    record("model fails while the caller waits", len(deadlines), transferred_within_deadline(tx, deadlines),
+           f"{label}: fallback at {heard:.2f} s, transfer at {transferred:.2f} s (deadline {DEADLINE_S} s)")
 
 
-def test_caller_hanging_up_while_the_model_hangs_gets_no_transfer(model, raw_config, keypair):
-    model.default = HANG
-    with running_service(raw_config, keypair, model.base_url) as (app, url, tx):
+def test_caller_hanging_up_while_the_model_hangs_gets_no_transfer(fake_model, make_app, raw_config, keypair):
+    fake_model.default = HANG
+    with running_service(make_app, raw_config, fake_model.base_url) as (app, url, tx):
         phone, cid = Phone(url, keypair[0]), new_call_id()
         to_listening(phone, tx, cid)
         phone.post(transcription(cid, "can you tell me about whitening"))
-        model.wait_for_requests(1)
+        fake_model.wait_for_requests(1)
         tx.ended.add(cid)  # Telnyx now answers 90018: the speak and transfer calls return False
         phone.post(event("call_hangup", cid))
         assert wait_until(lambda: cid in call_log(raw_config), DEADLINE_S + MARGIN_S + 2)
         settle(app)
         calls_left = len(app.extensions["receptionist"].calls)
     entry = call_log(raw_config)[cid]
-    record("caller hangs up while the model hangs", 1, int(not sent(tx, cid, "transfer") and calls_left == 0))
     assert not sent(tx, cid, "transfer")
     assert entry["outcome"] == "caller_hung_up"
     assert calls_left == 0
+    hung_up = [cid]
+    record("caller hangs up while the model hangs", len(hung_up), sum(not sent(tx, c, "transfer") for c in hung_up))
 
 
 # ---------------------------------------------------------------- other calls while replies hang
 
 
-def hung_replies_and_busy_calls(raw_config, keypair, model, *, deadline_s, hanging, others, stall) -> dict:
+def hung_replies_and_busy_calls(make_app, raw_config, keypair, model, *, deadline_s, hanging, others, stall) -> dict:
     """`hanging` calls wait on a stalled model while `others` calls post their webhooks; returns measurements."""
     model.default = stall
     fallback = raw_config["assistant"]["fallback"]
-    with running_service(raw_config, keypair, model.base_url, deadline_s) as (app, url, tx):
+    with running_service(make_app, raw_config, model.base_url, deadline_s) as (app, url, tx):
         phone = Phone(url, keypair[0])
         waiting = [new_call_id() for _ in range(hanging)]
         for cid in waiting:
@@ -239,34 +241,39 @@ def other_calls(phone: Phone, telnyx: RecordingTelnyx, hanging: list[str], most:
         phone.post(event("call_hangup", cid))
 
 
+def percentile(values: list[float], percent: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
 def check_acks_and_deadlines(figures: dict, deadline_s: float, hanging: int, threat: str) -> None:
     acks, transfers = figures["acks"], figures["transfers"]
     p50, p99 = percentile(acks, 50), percentile(acks, 99)
     late = [cid for cid, took in transfers.items() if took > deadline_s + MARGIN_S]
-    fast = sum(ack < ACK_P99_S for ack in acks)
-    record(f"{threat}: acks while replies hang", len(acks), fast,
-           f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(acks) * 1000:.0f} ms")
-    record(f"{threat}: callers transferred within deadline + margin", hanging, hanging - len(late),
-           f"slowest {max(transfers.values()):.2f} s, deadline {deadline_s} s")
     assert not figures["traffic_alive"]
     assert len(figures["busy_acks"]) >= 50, "too little traffic during the hang to say anything"
     assert p99 < ACK_P99_S, f"p99 ack {p99 * 1000:.0f} ms"
     assert not late, {cid: f"{transfers[cid]:.2f} s" for cid in late}
     assert max(figures["answer_delays"]) < 1.0, "other calls' work waited behind the hung replies"
     assert figures["logged"] == hanging
+    record(f"{threat}: acks while replies hang", len(acks), sum(ack < ACK_P99_S for ack in acks),
+           f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {max(acks) * 1000:.0f} ms")
+    record(f"{threat}: callers transferred within deadline + margin", len(transfers), len(transfers) - len(late),
+           f"slowest {max(transfers.values()):.2f} s, deadline {deadline_s} s")
 
 
-def test_webhook_acks_stay_fast_while_model_replies_hang(model, raw_config, keypair):
-    figures = hung_replies_and_busy_calls(raw_config, keypair, model, deadline_s=1.5, hanging=8, others=100,
-                                          stall=HANG)
+def test_webhook_acks_stay_fast_while_model_replies_hang(fake_model, make_app, raw_config, keypair):
+    figures = hung_replies_and_busy_calls(make_app, raw_config, keypair, fake_model, deadline_s=1.5, hanging=8,
+                                          others=100, stall=HANG)
     check_acks_and_deadlines(figures, 1.5, 8, "model hangs for 8 calls")
 
 
 @pytest.mark.soak
-def test_webhook_acks_stay_fast_while_model_trickles_soak(model, raw_config, keypair):
+def test_webhook_acks_stay_fast_while_model_trickles_soak(fake_model, make_app, raw_config, keypair):
     """A model sending one byte every 2.5 s to 24 callers at once, with a 4 s deadline."""
-    figures = hung_replies_and_busy_calls(raw_config, keypair, model, deadline_s=4.0, hanging=24, others=400,
-                                          stall=Trickle(interval_s=2.5, then=DEFAULT_REPLY))
+    figures = hung_replies_and_busy_calls(make_app, raw_config, keypair, fake_model, deadline_s=4.0, hanging=24,
+                                          others=400, stall=Trickle(interval_s=2.5, then=DEFAULT_REPLY))
     check_acks_and_deadlines(figures, 4.0, 24, "model trickles for 24 calls (soak)")
 
 
@@ -284,12 +291,17 @@ BROKEN_BODIES = {
 
 
 @contextmanager
-def broken_model(content_type: str, body: bytes) -> Iterator[str]:
-    """An 'OpenAI-compatible' server (a misconfigured proxy, say) answering 200 with `body`; yields its base URL."""
+def broken_model(content_type: str, body: bytes) -> Iterator[tuple[str, list[str]]]:
+    """An 'OpenAI-compatible' server (a misconfigured proxy, say) answering 200 with `body`; yields its base URL and
+    the paths of the requests it answered.
+
+    FakeOpenAI only answers well-formed chat completions or HTTP errors, so this one-purpose server stays here."""
+    answered: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - name fixed by http.server
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answered.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -303,7 +315,7 @@ def broken_model(content_type: str, body: bytes) -> Iterator[str]:
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1", answered
     finally:
         server.shutdown()
         server.server_close()
@@ -312,23 +324,24 @@ def broken_model(content_type: str, body: bytes) -> Iterator[str]:
 @pytest.mark.parametrize("label", list(BROKEN_BODIES))
 def test_an_answer_that_is_not_a_chat_completion_is_a_brain_error(raw_config, keypair, label):
     """Regression: these escaped LLMBrain.reply as AttributeError, JSONDecodeError or TypeError, not BrainError."""
-    with broken_model(*BROKEN_BODIES[label]) as url:
+    with broken_model(*BROKEN_BODIES[label]) as (url, answered):
         raw_config["ai"]["timeout_s"] = DEADLINE_S
         brain = LLMBrain(build_settings(raw_config, {"OPENAI_BASE_URL": url, "TELNYX_PUBLIC_KEY": keypair[1]}))
         started = time.monotonic()
         with pytest.raises(BrainError) as caught:
             brain.reply([], "are you open on saturday")
-    record("model answers 200 with something that is not a chat completion", 1, 1, label)
     assert "chat completion" in str(caught.value) or "JSON" in str(caught.value)
     assert time.monotonic() - started < DEADLINE_S + MARGIN_S
+    record("model answers 200 with something that is not a chat completion", len(answered),
+           len(answered) if isinstance(caught.value, BrainError) else 0, label)
 
 
-def test_a_broken_model_answer_in_a_call_is_a_fallback_not_a_crash(raw_config, keypair):
+def test_a_broken_model_answer_in_a_call_is_a_fallback_not_a_crash(make_app, raw_config, keypair):
     fallback = raw_config["assistant"]["fallback"]
     with (
-        broken_model(*BROKEN_BODIES["HTML error page with status 200"]) as model_url,
+        broken_model(*BROKEN_BODIES["HTML error page with status 200"]) as (model_url, _),
         watching_logs(logging.INFO) as logs,
-        running_service(raw_config, keypair, model_url) as (app, url, tx),
+        running_service(make_app, raw_config, model_url) as (app, url, tx),
     ):
         phone, cid = Phone(url, keypair[0]), new_call_id()
         to_listening(phone, tx, cid)
@@ -337,6 +350,7 @@ def test_a_broken_model_answer_in_a_call_is_a_fallback_not_a_crash(raw_config, k
         _, transferred, _ = fallback_then_transfer(phone, tx, cid, fallback, t0)
         settle(app)
     crashes = background_failures(logs.records)
-    record("model answers an HTML page in a live call", 1, int(not crashes and transferred <= DEADLINE_S + MARGIN_S))
     assert not crashes, crashes
     assert transferred <= DEADLINE_S + MARGIN_S
+    deadlines = {cid: t0 + DEADLINE_S + MARGIN_S}
+    record("model answers an HTML page in a live call", len(deadlines), transferred_within_deadline(tx, deadlines))

@@ -35,21 +35,19 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from app import create_app
+from background import settle, wait_until
 from brains import BrainError, BrainReply, Turn
-from config import build_settings
 from events import parse_event
-from fake_openai import FakeOpenAI
+from fake_openai import Delay, FakeOpenAI
 from figures import record
 from fixtures import sign
 from receptionist import STATE_LOST, ServiceStopping
-from reliability_helpers import settle, wait_until
-from security_helpers import WEBHOOK, event, new_call_id, transcription
 from simulator import events
 from simulator.carrier import SimCall, TransferPlan
 from simulator.events import Leg, WebhookEvent
 from simulator.network import Network, NetworkOptions
 from simulator.service import Service, start_service
+from webhooks import WEBHOOK, event, new_call_id, transcription
 
 REPLY_TEXT = "We are open eight to five on weekdays."
 REPLY = {"reply": REPLY_TEXT, "action": "continue", "department": None, "confidence": 0.9}
@@ -93,12 +91,9 @@ def gated():
 
 
 @pytest.fixture
-def service(raw_config, keypair, telnyx, gated):
+def service(make_app, raw_config, telnyx, gated):
     raw_config["dialog"]["silence_timeout_s"] = 1
-    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
-    app = create_app(settings, telnyx=telnyx, brain=gated)
-    yield app
-    app.extensions["receptionist"].shutdown()
+    return make_app(raw_config, telnyx=telnyx, brain=gated)
 
 
 def poster(app, private_key):
@@ -125,11 +120,13 @@ def replies_spoken(telnyx, call_control_id: str) -> int:
 
 def test_drain_finishes_queued_replies_and_drops_pending_timers(service, keypair, telnyx, gated):
     receptionist, post = service.extensions["receptionist"], poster(service, keypair[0])
-    calls = [new_call_id() for _ in range(3)]
+    calls, turns = [new_call_id() for _ in range(3)], 0
     for cid in calls:
         open_call(post, cid)
         assert post(transcription(cid, "when are you open")).status_code == 200
+        turns += 1
     assert post(transcription(calls[0], "and on saturday")).status_code == 200  # queued behind a running reply
+    turns += 1
     assert wait_until(lambda: len(gated.asked) == 3, 5)
     quiet = [new_call_id() for _ in range(2)]
     for cid in quiet:  # their 1 s silence timers are pending when the drain starts
@@ -143,11 +140,11 @@ def test_drain_finishes_queued_replies_and_drops_pending_timers(service, keypair
     spoken = {cid: replies_spoken(telnyx, cid) for cid in calls}
     reprompts = telnyx.spoken().count(receptionist.policy.lines["silence_reprompt"])
     wanted = {calls[0]: 2, calls[1]: 1, calls[2]: 1}
-    record("SIGTERM drain: replies queued or running when the drain starts", 4, sum(spoken.values()),
-           f"drained in {took:.2f} s; {reprompts} of 2 pending silence timers fired (lost by design)")
     assert finished and took < 2, took
     assert spoken == wanted
     assert reprompts == 0, "timers stop when the drain starts: a pending reprompt is lost"
+    record("SIGTERM drain: replies queued or running when the drain starts", turns, sum(spoken.values()),
+           f"drained in {took:.2f} s; {reprompts} of {len(quiet)} pending silence timers fired (lost by design)")
 
 
 def test_drain_is_bounded_and_drops_the_queued_work_it_cannot_finish(service, keypair, telnyx, gated, caplog):
@@ -165,12 +162,12 @@ def test_drain_is_bounded_and_drops_the_queued_work_it_cannot_finish(service, ke
     gated.release()  # the replies that were already running still finish
     settle(receptionist)
     dropped = [r.getMessage() for r in caplog.records if "queued event(s) dropped" in r.getMessage()]
-    record("SIGTERM drain: work that cannot finish in time", 2, len(dropped),
-           f"bounded at 0.3 s (took {took:.2f} s); queued turns dropped and logged per call, running ones finished")
     assert not finished and took < 1.5, took
     assert sorted(d.split()[0] for d in dropped) == sorted(f"call={cid}" for cid in calls)
     assert gated.asked == ["when are you open"] * 2, "a dropped turn must not reach the brain"
     assert [replies_spoken(telnyx, cid) for cid in calls] == [1, 1]
+    record("SIGTERM drain: work that cannot finish in time", len(calls), len(dropped),
+           f"bounded at 0.3 s (took {took:.2f} s); queued turns dropped and logged per call, running ones finished")
 
 
 def test_while_stopping_only_calls_this_process_holds_are_served(service, keypair, telnyx, gated):
@@ -199,13 +196,13 @@ def test_while_stopping_only_calls_this_process_holds_are_served(service, keypai
         "ended call's late speak.ended": (200, {"status": "accepted"}),
     }
     after = [(c.call_control_id, c.action) for c in telnyx.commands[before:]]
-    record("webhooks after SIGTERM: refuse what this process cannot finish", len(wanted),
-           sum(statuses[k] == v for k, v in wanted.items()), "503 for calls it does not hold, 200 for its own")
     assert statuses == wanted
     assert after == [(live, "speak")], after
     assert receptionist.seen.first_time(refused_initiated["data"]["id"]), "a refused webhook must not count as seen"
     with pytest.raises(ServiceStopping):
         receptionist.accept(parse_event(json.dumps(refused_initiated).encode(), received_at=time.time()))
+    record("webhooks after SIGTERM: refuse what this process cannot finish", len(answers),
+           sum(statuses[k] == v for k, v in wanted.items()), "503 for calls it does not hold, 200 for its own")
 
 
 def test_a_caller_speaking_on_a_call_this_process_does_not_hold_is_handed_to_a_person(
@@ -232,13 +229,13 @@ def test_a_caller_speaking_on_a_call_this_process_does_not_hold_is_handed_to_a_p
     sent = {cid: [(c.action, c.body.get("payload") or c.body.get("to")) for c in telnyx.commands
                   if c.call_control_id == cid] for cid in (orphan, pressed, gone)}
     wanted = [("speak", fallback), ("transfer", FRONT_DESK)]
-    handled = sum(sent[cid] == wanted for cid in (orphan, pressed)) + (receptionist.calls.get(gone) is None)
-    record("caller speaks on a call whose state died with the worker", 3, handled,
-           "fallback line, then one transfer to the default destination; a call Telnyx says is over is dropped")
     assert all(r.status_code == 200 for r in answers)
     assert sent[orphan] == wanted and sent[pressed] == wanted, sent
     assert sent[gone] == [] and receptionist.calls.get(gone) is None and receptionist.calls.has_ended(gone)
     assert receptionist.calls.get(orphan).escalation_reason.endswith(STATE_LOST)
+    handled = sum(sent[cid] == wanted for cid in (orphan, pressed)) + (receptionist.calls.get(gone) is None)
+    record("caller speaks on a call whose state died with the worker", len(sent), handled,
+           "fallback line, then one transfer to the default destination; a call Telnyx says is over is dropped")
 
 
 # ---------------------------------------------------------------- gunicorn as deployed: helpers
@@ -275,10 +272,10 @@ class Live:
 
 
 @contextmanager
-def live_service(brain_delay_s: float, *, graceful_timeout_s: int | None = None) -> Iterator[Live]:
-    """gunicorn as deployed, the simulated Telnyx network, and a fake OpenAI that answers after a delay."""
-    with FakeOpenAI(default=REPLY, default_delay_s=brain_delay_s) as model, \
-            Network(NetworkOptions(speed=SPEED)) as network:
+def live_service(model: FakeOpenAI, brain_delay_s: float, *, graceful_timeout_s: int | None = None) -> Iterator[Live]:
+    """gunicorn as deployed, the simulated Telnyx network, and the fake model answering REPLY after a delay."""
+    model.default = Delay(brain_delay_s, REPLY)
+    with Network(NetworkOptions(speed=SPEED)) as network:
         env = {**network.service_env(), "OPENAI_BASE_URL": model.base_url}
         if graceful_timeout_s is not None:
             env["GUNICORN_CMD_ARGS"] = f"--graceful-timeout {graceful_timeout_s}"
@@ -354,8 +351,8 @@ def until_refused(session: requests.Session, live: Live, timeout_s: float = 1.5)
 # ---------------------------------------------------------------- SIGTERM under gunicorn
 
 
-def test_sigterm_with_calls_in_flight_answers_accepted_webhooks_and_speaks_every_queued_reply():
-    with live_service(brain_delay_s=1.5) as live:
+def test_sigterm_with_calls_in_flight_answers_accepted_webhooks_and_speaks_every_queued_reply(fake_model):
+    with live_service(fake_model, brain_delay_s=1.5) as live:
         calls = [live.call() for _ in range(5)]
         thinking, arriving = calls[:3], calls[3:]
         for call in thinking:
@@ -380,15 +377,6 @@ def test_sigterm_with_calls_in_flight_answers_accepted_webhooks_and_speaks_every
         server_errors = [a for a in live.network.delivery.log.attempts if a.status and a.status >= 500
                          and a.status != 503]
         log = live.log()
-    record("SIGTERM: webhook requests already accepted", len(in_flight),
-           sum(status == 200 and body == {"status": "accepted"} for status, body in finished),
-           "half-sent when the signal came; answered 200, no reset")
-    record("SIGTERM: new call while the process stops", 2,
-           (refusal == (503, STOPPING)) + (new_call == (503, STOPPING) and not answered_new),
-           "503 so Telnyx delivers it again; never answered by the leaving process")
-    record("SIGTERM: replies computed or queued at the signal", len(calls), sum(n == 1 for n in spoken),
-           f"each reply spoken before exit; exit {exit_code} after {took:.1f} s (graceful_timeout "
-           f"{GRACEFUL_TIMEOUT_S} s)")
     assert finished == [(200, {"status": "accepted"})] * len(in_flight), finished
     assert refusal == (503, STOPPING), refusal
     assert new_call == (503, STOPPING), new_call
@@ -397,14 +385,24 @@ def test_sigterm_with_calls_in_flight_answers_accepted_webhooks_and_speaks_every
     assert exit_code == 0 and took < GRACEFUL_TIMEOUT_S, (exit_code, took)
     assert "shutdown drain took" in log and "queued event(s) dropped" not in log
     assert server_errors == []
+    refused = {"a kept-alive connection's next webhook": refusal == (503, STOPPING),
+               "a new call": new_call == (503, STOPPING) and not answered_new}
+    record("SIGTERM: webhook requests already accepted", len(in_flight),
+           sum(status == 200 and body == {"status": "accepted"} for status, body in finished),
+           "half-sent when the signal came; answered 200, no reset")
+    record("SIGTERM: new call while the process stops", len(refused), sum(refused.values()),
+           "503 so Telnyx delivers it again; never answered by the leaving process")
+    record("SIGTERM: replies computed or queued at the signal", len(calls), sum(n == 1 for n in spoken),
+           f"each reply spoken before exit; exit {exit_code} after {took:.1f} s (graceful_timeout "
+           f"{GRACEFUL_TIMEOUT_S} s)")
 
 
 @pytest.mark.soak
-def test_sigterm_drain_gives_up_on_queued_work_before_the_master_kills_the_worker():
+def test_sigterm_drain_gives_up_on_queued_work_before_the_master_kills_the_worker(fake_model):
     """graceful_timeout 7 s leaves a drain of 2 s (after at most 2 s of keep-alive linger): a 5.2 s reply
     still finishes, the turn queued behind it is dropped, and the worker exits before the master's SIGKILL."""
     graceful_s = 7
-    with live_service(brain_delay_s=5.2, graceful_timeout_s=graceful_s) as live:
+    with live_service(fake_model, brain_delay_s=5.2, graceful_timeout_s=graceful_s) as live:
         calls = [live.call() for _ in range(2)]
         for call in calls:
             live.network.carrier.say(call, "when are you open", 0.95)
@@ -423,25 +421,25 @@ def test_sigterm_drain_gives_up_on_queued_work_before_the_master_kills_the_worke
     # At least the second turn; a greeting's speak.ended overtaken by the first turn may wait behind it too.
     dropped = sum(bool(re.search(rf"call={re.escape(call.call_control_id)} shutdown: \d+ queued event\(s\) dropped",
                                  log)) for call in calls)
-    record("SIGTERM: more queued work than the drain allows", len(calls), dropped,
-           f"first replies spoken {spoken}; second turns dropped and logged; exit {exit_code} after {took:.1f} s "
-           f"(graceful_timeout {graceful_s} s)")
     assert spoken == [1, 1] and asked == 2, (spoken, asked)
     assert dropped == len(calls), log[-3000:]
     assert exit_code == 0 and took < graceful_s, (exit_code, took)
     assert "SIGKILL" not in log and "was sent SIGKILL" not in log
+    record("SIGTERM: more queued work than the drain allows", len(calls), dropped,
+           f"first replies spoken {spoken}; second turns dropped and logged; exit {exit_code} after {took:.1f} s "
+           f"(graceful_timeout {graceful_s} s)")
 
 
 # ---------------------------------------------------------------- SIGKILL of the worker under gunicorn
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the worker through Linux /proc")
-def test_worker_killed_mid_turn_is_replaced_its_calls_are_lost_and_a_caller_who_speaks_is_transferred():
-    with live_service(brain_delay_s=2.0) as live:
+def test_worker_killed_mid_turn_is_replaced_its_calls_are_lost_and_a_caller_who_speaks_is_transferred(fake_model):
+    with live_service(fake_model, brain_delay_s=2.0) as live:
         carrier, fake = live.network.carrier, live.network.fake
         call = live.call()
         carrier.say(call, "when are you open", 0.95)
-        live.model.wait_for_requests(1, 10)  # the reply is being computed in the worker we kill
+        computing = len(live.model.wait_for_requests(1, 10))  # replies being computed in the worker we kill
         old_worker = only_worker(live.master)
         os.kill(old_worker, signal.SIGKILL)
         killed_at = time.monotonic()
@@ -449,7 +447,8 @@ def test_worker_killed_mid_turn_is_replaced_its_calls_are_lost_and_a_caller_who_
         new_worker = only_worker(live.master)
         health = requests.get(f"{live.service.url}/healthz", timeout=5)
         time.sleep(max(0.0, killed_at + 2.5 - time.monotonic()))  # the reply would have been spoken by now
-        reply_lost = live.spoken(call) == 0 and not call.speaking
+        replies_spoken = live.spoken(call)
+        reply_lost = replies_spoken == 0 and not call.speaking
         silent_s = time.monotonic() - killed_at
         # Late events of the lost call: acknowledged and ignored, nothing sent.
         sent_before = len(fake.requests_for(call.call_control_id))
@@ -470,13 +469,6 @@ def test_worker_killed_mid_turn_is_replaced_its_calls_are_lost_and_a_caller_who_
         lines = [json.loads(line) for line in Path(live.service.call_log_path).read_text().splitlines()]
         failed_deliveries = [a for a in live.network.delivery.log.attempts if a.status and a.status >= 500]
     rescued = next((line for line in lines if line.get("call_control_id") == call.call_control_id), {})
-    record("worker SIGKILLed mid-turn: the reply being computed", 1, 0,
-           f"lost with the in-memory call state; the caller heard {silent_s:.1f} s of silence until they spoke")
-    record("worker SIGKILLed mid-turn: what must still hold", 5,
-           (new_worker != old_worker and health.ok) + (stale_answers == [200] * 3 and quiet_after_stale)
-           + (transferred and fallback_heard) + fresh_ok
-           + (failed_deliveries == []),
-           "worker replaced; late events 200 and ignored; caller who speaks is transferred; new calls work; no 5xx")
     assert new_worker != old_worker and health.json()["live_calls"] == 0
     assert reply_lost, "the reply died with the worker"
     assert stale_answers == [200] * 3 and quiet_after_stale
@@ -484,3 +476,14 @@ def test_worker_killed_mid_turn_is_replaced_its_calls_are_lost_and_a_caller_who_
     assert rescued.get("outcome") == "transferred", lines
     assert fresh_ok, fresh.timeline
     assert failed_deliveries == []
+    # The known loss, measured: what was being computed when the worker died, and how much of it was spoken.
+    record("worker SIGKILLed mid-turn: the reply being computed", computing, replies_spoken,
+           f"lost with the in-memory call state; the caller heard {silent_s:.1f} s of silence until they spoke")
+    held = {
+        "worker replaced": new_worker != old_worker and health.ok,
+        "late events 200 and ignored": stale_answers == [200] * 3 and quiet_after_stale,
+        "caller who speaks is transferred": transferred and fallback_heard,
+        "new calls work": fresh_ok,
+        "no 5xx": failed_deliveries == [],
+    }
+    record("worker SIGKILLed mid-turn: what must still hold", len(held), sum(held.values()), "; ".join(held))
