@@ -24,15 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
-from app import create_app
+from background import background_failures, settle
 from config import build_settings
 from events import RESERVED_EVENT_TYPES, encode_client_state
 from figures import record
 from fixtures import SIGNATURE_HEADER, TIMESTAMP_HEADER, fixture_names, load_fixture, new_keypair, sign, with_ids
 from receptionist import Receptionist
-from reliability_helpers import settle
-from security_helpers import WEBHOOK, background_failures, event, new_call_id, watching_logs
 from webhook_auth import MAX_TIMESTAMP_DIGITS
+from webhooks import WEBHOOK, event, new_call_id
 from workers import Timer
 
 QUICK, SOAK = 1, 10  # multiplier of each property's example count: make test, make soak
@@ -69,16 +68,14 @@ class HeldTimers:
 
 
 @pytest.fixture
-def fuzz_app(raw_config, keypair, telnyx, scripted_brain):
+def fuzz_app(make_app, raw_config, keypair, telnyx, scripted_brain):
     settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
     receptionist = Receptionist(settings, telnyx, scripted_brain, scheduler=HeldTimers())
-    service = create_app(settings, telnyx=telnyx, brain=scripted_brain, receptionist=receptionist)
-    yield service
-    receptionist.shutdown()
+    return make_app(settings, telnyx=telnyx, brain=scripted_brain, receptionist=receptionist)
 
 
 class Tally:
-    """Examples tried and held, counted inside a property and recorded once when the test ends."""
+    """Examples tried and held, counted inside a property and recorded once every example has held."""
 
     def __init__(self):
         self.attempted = self.handled = 0
@@ -252,7 +249,8 @@ def objects_in(node: Any):
 
 
 def fuzz_bodies(hook: Webhook, bodies, examples: int, threat: str, note: str, after=None) -> None:
-    """Post each drawn body forged, then signed; record how many held. `after` runs after every example."""
+    """Post each drawn body forged, then signed; once every example held, record how many. `after` runs after every
+    example."""
     tally = Tally()
 
     @fuzzing(examples)
@@ -263,10 +261,8 @@ def fuzz_bodies(hook: Webhook, bodies, examples: int, threat: str, note: str, af
         if after is not None:
             after()
 
-    try:
-        forged_then_signed()
-    finally:
-        record(threat, tally.attempted, tally.handled, note)
+    forged_then_signed()
+    record(threat, tally.attempted, tally.handled, note)
 
 
 def on_the_wire(envelopes):
@@ -275,46 +271,43 @@ def on_the_wire(envelopes):
 
 
 @pytest.mark.parametrize("scale", SCALE)
-def test_arbitrary_bytes(scale, fuzz_app, telnyx, keypair):
+def test_arbitrary_bytes(scale, fuzz_app, telnyx, keypair, logs):
     bodies = st.binary(max_size=3000) | st.text(max_size=500).map(str.encode) | JSON_VALUES.map(wire)
-    with watching_logs() as logs:
-        hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
-        fuzz_bodies(hook, bodies, 250 * scale, "fuzzed bodies: arbitrary bytes, forged then signed",
-                    "forged: 401 and no command; signed: no 5xx, no background exception")
+    hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
+    fuzz_bodies(hook, bodies, 250 * scale, "fuzzed bodies: arbitrary bytes, forged then signed",
+                "forged: 401 and no command; signed: no 5xx, no background exception")
 
 
 @pytest.mark.parametrize("scale", SCALE)
-def test_arbitrary_json_in_the_envelope(scale, fuzz_app, telnyx, keypair):
+def test_arbitrary_json_in_the_envelope(scale, fuzz_app, telnyx, keypair, logs):
     receptionist = fuzz_app.extensions["receptionist"]
-    with watching_logs() as logs:
-        hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
-        live = [hook.open_call()]
+    hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
+    live = [hook.open_call()]
 
-        def keep_a_call_open() -> None:
-            if receptionist.calls.get(live[0]) is None:
-                live[0] = hook.open_call()
+    def keep_a_call_open() -> None:
+        if receptionist.calls.get(live[0]) is None:
+            live[0] = hook.open_call()
 
-        fuzz_bodies(hook, on_the_wire(envelope_shapes(lambda: live[0])), 250 * scale,
-                    "fuzzed bodies: arbitrary JSON at every envelope depth", "aimed at a live call; forged then signed",
-                    after=keep_a_call_open)
+    fuzz_bodies(hook, on_the_wire(envelope_shapes(lambda: live[0])), 250 * scale,
+                "fuzzed bodies: arbitrary JSON at every envelope depth", "aimed at a live call; forged then signed",
+                after=keep_a_call_open)
 
 
 @pytest.mark.parametrize("scale", SCALE)
-def test_mutated_telnyx_envelopes(scale, fuzz_app, telnyx, keypair):
+def test_mutated_telnyx_envelopes(scale, fuzz_app, telnyx, keypair, logs):
     receptionist = fuzz_app.extensions["receptionist"]
-    with watching_logs() as logs:
-        hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
-        live = {"cid": hook.open_call(), "events": 0}
+    hook = Webhook(fuzz_app, telnyx, keypair[0], logs)
+    live = {"cid": hook.open_call(), "events": 0}
 
-        def live_call() -> str:
-            if receptionist.calls.get(live["cid"]) is None or live["events"] >= 6:
-                live.update(cid=hook.open_call(), events=0)
-            live["events"] += 1
-            return live["cid"]
+    def live_call() -> str:
+        if receptionist.calls.get(live["cid"]) is None or live["events"] >= 6:
+            live.update(cid=hook.open_call(), events=0)
+        live["events"] += 1
+        return live["cid"]
 
-        fuzz_bodies(hook, on_the_wire(mutated_envelopes(live_call)), 400 * scale,
-                    "fuzzed bodies: recorded envelopes with fields mutated or removed",
-                    "wrong types, huge and odd strings, nested junk; forged then signed")
+    fuzz_bodies(hook, on_the_wire(mutated_envelopes(live_call)), 400 * scale,
+                "fuzzed bodies: recorded envelopes with fields mutated or removed",
+                "wrong types, huge and odd strings, nested junk; forged then signed")
 
 
 # ---------------------------------------------------------------- (b) headers
@@ -363,29 +356,26 @@ def authentic(headers: list[tuple[str, str]], raw: bytes, key, now: int) -> bool
 
 
 @pytest.mark.parametrize("scale", SCALE)
-def test_arbitrary_signature_headers(scale, fuzz_app, telnyx, keypair):
+def test_arbitrary_signature_headers(scale, fuzz_app, telnyx, keypair, logs):
     tally, key = Tally(), keypair[0]
-    with watching_logs() as logs:
-        hook = Webhook(fuzz_app, telnyx, key, logs)
+    hook = Webhook(fuzz_app, telnyx, key, logs)
 
-        @fuzzing(300 * scale)
-        @given(data=st.data(), layout=st.sampled_from(LAYOUTS))
-        def arbitrary_headers(data, layout: str) -> None:
-            cid, now = new_call_id(), int(time.time())
-            raw = wire(event("call_initiated", cid))
-            stamp = data.draw(stamps(now), label="timestamp")
-            headers = header_list(layout, signatures(data, raw, key, stamp), stamp)
-            expected = authentic(headers, raw, key, now)
-            hook.mark()
-            response = hook.post(raw, headers)
-            if expected:
-                ok = response.status_code == 200 and hook.survived(response) and telnyx.actions(cid) == ["answer"]
-            else:
-                ok = hook.refused(raw, response) and hook.survived(response)
-            assert tally.held(ok), f"{layout} {headers!r}: {response.status_code}, authentic={expected}"
+    @fuzzing(300 * scale)
+    @given(data=st.data(), layout=st.sampled_from(LAYOUTS))
+    def arbitrary_headers(data, layout: str) -> None:
+        cid, now = new_call_id(), int(time.time())
+        raw = wire(event("call_initiated", cid))
+        stamp = data.draw(stamps(now), label="timestamp")
+        headers = header_list(layout, signatures(data, raw, key, stamp), stamp)
+        expected = authentic(headers, raw, key, now)
+        hook.mark()
+        response = hook.post(raw, headers)
+        if expected:
+            ok = response.status_code == 200 and hook.survived(response) and telnyx.actions(cid) == ["answer"]
+        else:
+            ok = hook.refused(raw, response) and hook.survived(response)
+        assert tally.held(ok), f"{layout} {headers!r}: {response.status_code}, authentic={expected}"
 
-        try:
-            arbitrary_headers()
-        finally:
-            record("fuzzed signature and timestamp headers", tally.attempted, tally.handled,
-                   "401 and no command unless exactly authentic; never 5xx")
+    arbitrary_headers()
+    record("fuzzed signature and timestamp headers", tally.attempted, tally.handled,
+           "401 and no command unless exactly authentic; never 5xx")

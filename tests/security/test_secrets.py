@@ -1,6 +1,6 @@
 """SECURITY: secrets and callers' personal data stay out of the logs, the HTTP responses and the call log.
 
-Whole calls run through the real app with the real TelnyxClient (against a Call Control API on loopback)
+Whole calls run through the real app with the real TelnyxClient (against the simulator's Call Control API)
 and, for the LLM brain, the real openai SDK (against tests/fake_openai.FakeOpenAI). Every secret is a
 sentinel made for this run. Every record any thread logs is kept, with logging at DEBUG and at INFO, and
 searched, as are every response body and the call log. Failure paths are part of the run: Telnyx refusing
@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from app import create_app
+from background import settle, strict_json_lines, watching_logs
 from brains.intent import IntentBrain
 from call_log import mask_number, redact_text
 from config import build_settings
@@ -36,8 +37,8 @@ from events import encode_client_state
 from fake_openai import FakeOpenAI, Status
 from figures import record
 from fixtures import SIGNATURE_HEADER, encode, load_fixture, new_keypair, sign, with_ids
-from reliability_helpers import settle
-from security_helpers import WEBHOOK, LoopbackTelnyx, event, new_call_id, strict_json_lines, watching_logs
+from simulator.fake_telnyx import FakeTelnyx, http_error
+from webhooks import WEBHOOK, event, new_call_id
 
 CALLER = "+14155550123"
 BUSINESS = "+16505550144"
@@ -97,26 +98,10 @@ class Sentinels:
 # ---------------------------------------------------------------- playing Telnyx's side of the calls
 
 
-class CallControlApi(LoopbackTelnyx):
-    """LoopbackTelnyx that also remembers how it answered, so the phone knows which speeches were played."""
-
-    def __init__(self):
-        super().__init__()
-        self.answered: list[tuple[str, str, int]] = []
-
-    def _record(self, request):
-        status, code = super()._record(request)
-        self.answered.append((request.call_control_id, request.action, status))
-        return status, code
-
-    def played(self, call_control_id: str) -> int:
-        return list(self.answered).count((call_control_id, "speak", 200))
-
-
 class Phone:
     """Telnyx's side of calls: signs each webhook with the sentinel key, keeps each response and signature."""
 
-    def __init__(self, app, api: CallControlApi, private_key):
+    def __init__(self, app, api: FakeTelnyx, private_key):
         self.app, self.api, self.key = app, api, private_key
         self.client = app.test_client()
         self.responses: list = []
@@ -138,7 +123,7 @@ class Phone:
         """Wait for the service, then report the end of each speech it played, until it stops speaking."""
         while True:
             settle(self.app)
-            played = self.api.played(cid)
+            played = sum(r.status == 200 for r in self.api.requests_for(cid, action="speak"))
             if played == self.heard[cid]:
                 return
             for _ in range(played - self.heard[cid]):
@@ -189,7 +174,7 @@ def chatty_call(phone: Phone, model: FakeOpenAI | None) -> None:
 
 def message_call(phone: Phone, model: FakeOpenAI | None) -> None:
     """Transfer to billing fails with 500s; the caller leaves a message full of personal data."""
-    phone.api.fail["transfer"] = [(500, "90000")] * 3
+    phone.api.plan("transfer", *[http_error(500, "90000")] * 3)
     cid = phone.ring()
     if model:
         model.enqueue(reply("Connecting you to billing about card 4111-1111-1111-1111.", "transfer", "billing"))
@@ -201,13 +186,13 @@ def message_call(phone: Phone, model: FakeOpenAI | None) -> None:
 def refused_key_call(phone: Phone, model: FakeOpenAI | None) -> None:
     """Telnyx refuses the API key for everything the call needs."""
     for action in ("answer", "speak", "transcription_start"):
-        phone.api.fail[action] = [(401, "10009")] * 3
+        phone.api.plan(action, *[http_error(401, "10009")] * 3)
     cid = phone.ring()
     if model:
         model.enqueue(reply("Sure, I have +1 555 867 5309."))
     phone.say(cid, SAID["phone, +1 555 867 5309"])
     phone.hang_up(cid)
-    phone.api.fail.clear()
+    phone.api.clear_faults()
 
 
 def failing_model_calls(phone: Phone, model: FakeOpenAI, key: str) -> None:
@@ -255,7 +240,7 @@ class Run:
     sentinels: Sentinels
     records: list[logging.LogRecord]
     phone: Phone
-    api: CallControlApi
+    api: FakeTelnyx
     model_headers: list[dict]
     call_log: str
     calls: int
@@ -279,10 +264,12 @@ def settings_for(example_config: dict, tmp: Path, level: str, env: dict, redact:
 
 @pytest.fixture(scope="module", params=["intent-INFO", "intent-DEBUG", "llm-INFO", "llm-DEBUG"])
 def run(request, example_config, tmp_path_factory):
+    """One whole run per brain and log level, shared by the checks below: module-scoped, so it starts its own
+    fake API, fake model and app (the fake_model and make_app fixtures are per test)."""
     brain, level = request.param.split("-")
     sentinels, private_key = Sentinels.make()
     root_level = logging.getLogger().level
-    with CallControlApi() as api, FakeOpenAI() as model, watching_logs() as logs:
+    with FakeTelnyx() as api, FakeOpenAI() as model, watching_logs() as logs:
         env = {"TELNYX_API_KEY": sentinels.telnyx_api_key, "TELNYX_PUBLIC_KEY": sentinels.public_key,
                "TELNYX_BASE_URL": api.base_url, "OPENAI_API_KEY": sentinels.openai_api_key,
                "OPENAI_BASE_URL": model.base_url}
@@ -300,7 +287,7 @@ def run(request, example_config, tmp_path_factory):
         finally:
             app.extensions["receptionist"].shutdown()
             logging.getLogger().setLevel(root_level)
-        path = Path(settings.get("call_log.path"))
+        path = Path(settings.call_log.path)
         yield Run(brain, level, sentinels, list(logs.records), phone, api, model.headers, path.read_text(),
                   calls=7 if llm else 3)
 
@@ -327,7 +314,7 @@ def every_secret(run: Run) -> dict[str, str]:
 
 def test_the_run_used_the_sentinels(run):
     """Controls: the secrets really were in play, so finding none of them below means something."""
-    assert run.api.requests and {r.authorization for r in run.api.requests} == {
+    assert run.api.records and {r.authorization for r in run.api.records} == {
         f"Bearer {run.sentinels.telnyx_api_key}"}
     if run.brain == "llm":
         assert len(run.model_headers) >= 4 + len(SAID)
@@ -341,33 +328,33 @@ def test_the_run_used_the_sentinels(run):
 def test_no_secret_is_logged_at_info_or_above(run):
     secrets_ = every_secret(run)
     leaks = found(secrets_, run.lines(logging.INFO))
+    assert leaks == {}
     record("secret in a log line at INFO or above", len(secrets_), len(secrets_) - len(leaks),
            f"{run.brain} brain, logging {run.level}: {len(run.lines())} lines, {run.calls} calls, 401/500 paths")
-    assert leaks == {}
 
 
 def test_no_api_or_private_key_is_logged_even_at_debug(run):
     keys = run.sentinels.api_keys()
     leaks = found(keys, run.lines(logging.NOTSET))
+    assert leaks == {}
     record("API or signing key in a log line at any level", len(keys), len(keys) - len(leaks),
            f"{run.brain} brain, logging {run.level}: {len(run.records)} records")
-    assert leaks == {}
 
 
 def test_no_secret_in_any_http_response(run):
     secrets_ = every_secret(run)
     leaks = found(secrets_, run.bodies())
-    record("secret in an HTTP response", len(secrets_), len(secrets_) - len(leaks),
-           f"{len(run.phone.responses)} responses incl. 400/401/404/405/413/415")
     assert leaks == {}
     assert {r.status_code for r in run.phone.responses} >= {200, 400, 401, 404, 405, 413, 415}
+    record("secret in an HTTP response", len(secrets_), len(secrets_) - len(leaks),
+           f"{len(run.phone.responses)} responses incl. 400/401/404/405/413/415")
 
 
 def test_no_secret_in_the_call_log(run):
     secrets_ = every_secret(run)
     leaks = found(secrets_, [run.call_log])
-    record("secret in the call log", len(secrets_), len(secrets_) - len(leaks), f"{run.brain} brain")
     assert leaks == {}
+    record("secret in the call log", len(secrets_), len(secrets_) - len(leaks), f"{run.brain} brain")
 
 
 # ---------------------------------------------------------------- personal data
@@ -376,16 +363,14 @@ def test_no_secret_in_the_call_log(run):
 def test_personal_data_is_never_logged_unmasked(run):
     texts = run.lines(logging.INFO) + run.bodies()
     leaks = found(PERSONAL, texts)
+    assert leaks == {}
     record("caller's personal data in a log line (INFO+) or response", len(PERSONAL), len(PERSONAL) - len(leaks),
            f"{run.brain} brain, logging {run.level}")
-    assert leaks == {}
 
 
 def test_personal_data_is_masked_in_the_call_log(run):
     entries = strict_json_lines(run.call_log)
     leaks = found(PERSONAL, [run.call_log])
-    record("caller's personal data in the call log (redact_transcripts on)", len(PERSONAL),
-           len(PERSONAL) - len(leaks), f"{run.brain} brain: transcripts, replies, reasons, messages")
     assert leaks == {}
     assert {e["caller"] for e in entries} == {mask_number(CALLER)}
     said = [t["transcript"] for e in entries for t in e["turns"]]
@@ -398,21 +383,20 @@ def test_personal_data_is_masked_in_the_call_log(run):
         assert "Noted: my email is [email]. We open at 8 am." in replies
         reasons = {e["escalation_reason"] for e in entries}
         assert "brain failed: model reply is not JSON: \"Sure, I'll call [number] back later.\"" in reasons, reasons
+    record("caller's personal data in the call log (redact_transcripts on)", len(PERSONAL),
+           len(PERSONAL) - len(leaks), f"{run.brain} brain: transcripts, replies, reasons, messages")
 
 
-def test_without_redaction_the_same_checks_find_the_data(example_config, tmp_path):
+def test_without_redaction_the_same_checks_find_the_data(make_app, example_config, tmp_path):
     """Control: with redact_transcripts off the call log holds what was said, and the detectors see it."""
     private_key, public_key = new_keypair()
-    with CallControlApi() as api:
-        env = {"TELNYX_PUBLIC_KEY": public_key, "TELNYX_BASE_URL": api.base_url}
+    with FakeTelnyx() as api:
+        env = {"TELNYX_PUBLIC_KEY": public_key, "TELNYX_API_KEY": "KEY_control", "TELNYX_BASE_URL": api.base_url}
         settings = settings_for(example_config, tmp_path, "INFO", env, redact=False)
-        app = create_app(settings, brain=IntentBrain(settings))
-        try:
-            chatty_call(Phone(app, api, private_key), None)
-            message_call(Phone(app, api, private_key), None)
-        finally:
-            app.extensions["receptionist"].shutdown()
-    text = Path(settings.get("call_log.path")).read_text()
+        app = make_app(settings, brain=IntentBrain(settings))
+        chatty_call(Phone(app, api, private_key), None)
+        message_call(Phone(app, api, private_key), None)
+    text = Path(settings.call_log.path).read_text()
     assert set(found(PERSONAL, [text])) == set(PERSONAL) - {"caller's number", "called number"}
     assert {e["caller"] for e in strict_json_lines(text)} == {mask_number(CALLER)}
 
