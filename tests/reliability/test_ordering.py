@@ -242,7 +242,7 @@ class DeliverySchedules(RuleBasedStateMachine):
                                          scheduler=self.scheduler)
         self.network.has_ended = self.receptionist.calls.has_ended
         self.app = create_app(service_settings, receptionist=self.receptionist)
-        self.greeting = service_settings.get("assistant.greeting")
+        self.greeting = service_settings.assistant.greeting
         self.delivered: list[WebhookEvent] = []
         self.local = threading.local()
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="telnyx-delivery")
