@@ -35,7 +35,8 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
-# Every reliability and security test, the long ones included; rewrites the figures table in RELIABILITY.md.
+# Every reliability and security test, the long ones included; rewrites the figures table in RELIABILITY.md,
+# but only when every test passed (a failing run leaves the file as it was and says so).
 soak: venv
 	$(BIN)/python -m pytest -m "soak or not soak" tests/security tests/reliability --figures-md RELIABILITY.md
 

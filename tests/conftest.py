@@ -12,6 +12,8 @@ from config import build_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["figures_plugin"]  # prints the reliability figures; --figures-md rewrites RELIABILITY.md
+
 
 @pytest.fixture(scope="session")
 def example_config() -> dict:
@@ -132,27 +134,3 @@ def post_webhook(client, keypair):
 
     return post
 
-
-# ---------------------------------------------------------------- reliability figures (tests/figures.py)
-
-
-def pytest_addoption(parser):
-    parser.addoption("--figures-md", default=None, help="rewrite the figures table in this Markdown file")
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    from figures import FIGURES, table
-
-    if FIGURES:
-        terminalreporter.section("reliability figures (attempted vs handled)")
-        terminalreporter.write_line(table(FIGURES))
-
-
-def pytest_sessionfinish(session, exitstatus):
-    from datetime import UTC, datetime
-
-    from figures import FIGURES, rewrite
-
-    target = session.config.getoption("--figures-md")
-    if target and FIGURES:
-        rewrite(Path(target), FIGURES, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))

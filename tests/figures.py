@@ -1,8 +1,10 @@
 """Figures the reliability and security tests report: how many hostile or faulty things were tried, how many held.
 
-A test calls `record(threat, attempted, handled)` next to its assertions. pytest prints every figure at the
-end of the run, and `pytest --figures-md RELIABILITY.md` (what `make soak` runs) rewrites the figures table
-between the markers in that file, so the document shows what the last full run measured.
+A test calls `record(threat, attempted, handled)` once its assertions have passed, with counts it measured
+(never literals), so a figure only ever describes something that held or a known loss the test pins down.
+pytest prints every figure at the end of the run (tests/figures_plugin.py), and `pytest --figures-md
+RELIABILITY.md` (what `make soak` runs) rewrites the figures table between the markers in that file, but
+only when every test of the run passed: the document shows what the last full, passing run measured.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ FIGURES: list[Figure] = []
 
 
 def record(threat: str, attempted: int, handled: int, note: str = "") -> Figure:
-    """Remember one figure for the current test; `handled` counts the attempts that came out safe."""
+    """Remember one figure for the current test; `handled` counts the attempts that came out safe.
+
+    Call it after the test's assertions: a test that fails must leave no figure behind."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "? (call)").rsplit(" ", 1)[0]
     figure = Figure(threat, current, attempted, handled, note)
     FIGURES.append(figure)
