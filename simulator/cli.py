@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from simulator.delivery import DeliveryOptions
-from simulator.fake_telnyx import FaultPlan
+from simulator.faults import FaultPlan
 from simulator.load import run_load
 from simulator.network import Network, NetworkOptions
 from simulator.runner import run_scenarios

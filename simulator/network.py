@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from simulator.carrier import Carrier
 from simulator.delivery import DeliveryOptions, WebhookDelivery
-from simulator.fake_telnyx import FakeTelnyx, FaultPlan
+from simulator.fake_telnyx import FakeTelnyx
+from simulator.faults import FaultPlan
 from simulator.signing import WebhookSigner
 from workers import Scheduler
 

@@ -26,7 +26,8 @@ import pytest
 from background import background_failures, settle, wait_until, watching_logs
 from figures import record
 from fixtures import encode, sign
-from simulator.fake_telnyx import CUT, RESET, FakeTelnyx, Fault, RequestRecord, http_error, slow, trickle
+from simulator.fake_telnyx import FakeTelnyx, RequestRecord
+from simulator.faults import CUT, RESET, Fault, http_error, slow, trickle
 from telnyx_client import TelnyxClient, TelnyxConnectionError, TelnyxHTTPError, TelnyxTimeout
 from webhooks import WEBHOOK, event, new_call_id, transcription
 

@@ -37,7 +37,8 @@ from events import encode_client_state
 from fake_openai import FakeOpenAI, Status
 from figures import record
 from fixtures import SIGNATURE_HEADER, encode, load_fixture, new_keypair, sign, with_ids
-from simulator.fake_telnyx import FakeTelnyx, http_error
+from simulator.fake_telnyx import FakeTelnyx
+from simulator.faults import http_error
 from webhooks import WEBHOOK, event, new_call_id
 
 CALLER = "+14155550123"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from simulator.delivery import DeliveryOptions
-from simulator.fake_telnyx import FaultPlan
+from simulator.faults import FaultPlan
 from simulator.load import run_load
 from simulator.network import Network, NetworkOptions
 from simulator.runner import run_scenario

@@ -10,7 +10,8 @@ import requests
 
 from background import wait_until
 from simulator.carrier import Carrier, SimCall
-from simulator.fake_telnyx import CUT, RESET, FakeTelnyx, FaultPlan, http_error, slow, trickle
+from simulator.fake_telnyx import FakeTelnyx
+from simulator.faults import CUT, RESET, FaultPlan, http_error, slow, trickle
 
 AUTH = {"Authorization": "Bearer test-key"}
 
