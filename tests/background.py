@@ -26,14 +26,12 @@ def settle(target: Receptionist | Flask, timeout_s: float = 10.0) -> None:
     """Wait until no call has work queued or running; fail loudly when it does not happen in time.
 
     `target` is a Receptionist or an app made by create_app. The timeout is generous: CPU may be contended.
+    The same wait as the conftest `settle` fixture, for code that cannot take fixtures (helper classes,
+    module-scoped fixtures, the hypothesis state machine).
     """
     receptionist = target.extensions["receptionist"] if isinstance(target, Flask) else target
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if receptionist.queues.idle():
-            return
-        time.sleep(0.002)
-    raise AssertionError(f"background work did not settle within {timeout_s} s: {receptionist.stats()}")
+    if not receptionist.queues.wait_idle(timeout_s):
+        raise AssertionError(f"background work did not settle within {timeout_s} s: {receptionist.stats()}")
 
 
 def wait_until(predicate, timeout_s: float, interval_s: float = 0.02) -> bool:
