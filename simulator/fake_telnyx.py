@@ -316,12 +316,12 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
             return self._send(reply)
 
         def _send(self, reply: Reply, cut: bool = False) -> None:
-            payload = self._headers(reply)
+            payload = self._status_and_headers(reply)
             self.wfile.write(payload[: len(payload) // 2] if cut else payload)
             self.wfile.flush()
 
         def _trickle(self, reply: Reply, seconds_per_byte: float) -> None:
-            payload = self._headers(reply)
+            payload = self._status_and_headers(reply)
             self.wfile.flush()
             for i in range(len(payload)):
                 if fake.stopping.wait(seconds_per_byte):
@@ -329,7 +329,7 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload[i : i + 1])
                 self.wfile.flush()
 
-        def _headers(self, reply: Reply) -> bytes:
+        def _status_and_headers(self, reply: Reply) -> bytes:
             """Send the status line and headers; return the body still to send."""
             payload = json.dumps(reply.body).encode()
             self.send_response(reply.status)
