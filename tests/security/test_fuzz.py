@@ -27,12 +27,12 @@ from hypothesis import strategies as st
 from background import background_failures, settle
 from config import build_settings
 from events import RESERVED_EVENT_TYPES, encode_client_state
+from fakes import ManualScheduler
 from figures import record
 from fixtures import SIGNATURE_HEADER, TIMESTAMP_HEADER, fixture_names, load_fixture, new_keypair, sign, with_ids
 from receptionist import Receptionist
 from webhook_auth import MAX_TIMESTAMP_DIGITS
 from webhooks import WEBHOOK, event, new_call_id
-from workers import Timer
 
 QUICK, SOAK = 1, 10  # multiplier of each property's example count: make test, make soak
 SCALE = [pytest.param(QUICK, id="quick"), pytest.param(SOAK, id="soak", marks=pytest.mark.soak)]
@@ -52,25 +52,11 @@ def fuzzing(examples: int) -> hypothesis.settings:
 # ---------------------------------------------------------------- the app under fuzz
 
 
-class HeldTimers:
-    """A scheduler whose timers never fire, so no command can appear except because of a webhook."""
-
-    def __init__(self):
-        self.held: list[Timer] = []
-
-    def call_later(self, delay_s: float, callback) -> Timer:
-        timer = Timer(delay_s, len(self.held), callback)
-        self.held.append(timer)
-        return timer
-
-    def stop(self) -> None:
-        self.held.clear()
-
-
 @pytest.fixture
 def fuzz_app(make_app, raw_config, keypair, telnyx, scripted_brain):
     settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
-    receptionist = Receptionist(settings, telnyx, scripted_brain, scheduler=HeldTimers())
+    # A scheduler that is never fired: no command can appear except because of a webhook.
+    receptionist = Receptionist(settings, telnyx, scripted_brain, scheduler=ManualScheduler())
     return make_app(settings, telnyx=telnyx, brain=scripted_brain, receptionist=receptionist)
 
 
