@@ -1,9 +1,9 @@
 """Settings: behaviour from a YAML file, secrets from the environment, validated once at startup.
 
-One pydantic model per YAML section: `settings.dialog.min_confidence` is typed, `settings.get("dialog.min_confidence")`
-still works. Defaults are written once, in the models; the business's own words (`business.name`, the `assistant`
-lines) and `ai.model` (the model you pay for) have none. config.example.yml spells out every key for forkers; its
-operational values are these defaults, and tests/test_config.py fails when the two differ.
+One pydantic model per YAML section, read as typed attributes: `settings.dialog.min_confidence`. Defaults are
+written once, in the models; the business's own words (`business.name`, the `assistant` lines) and `ai.model`
+(the model you pay for) have none. config.example.yml spells out every key for forkers; its operational values
+are these defaults, and tests/test_config.py fails when the two differ.
 
 Validation is strict: unknown keys are refused with a "did you mean", `true` is not a number, and the voice and
 languages are checked against values copied from Telnyx's OpenAPI spec, so a typo stops the service at startup
@@ -20,7 +20,6 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -292,17 +291,6 @@ class Settings(Section):
     @property
     def secrets(self) -> Secrets:
         return self._secrets
-
-    @cached_property
-    def raw(self) -> dict[str, Any]:
-        """The validated tree, defaults included, as plain dicts."""
-        return self.model_dump()
-
-    def get(self, dotted: str) -> Any:
-        node: Any = self.raw
-        for part in dotted.split("."):
-            node = node[part]
-        return node
 
     @property
     def destinations(self) -> dict[str, str]:

@@ -60,7 +60,7 @@ def test_malformed_public_key_refuses_to_start(example_config, key, message):
 
 def test_verification_can_be_turned_off_explicitly(raw_config):
     raw_config["webhook"]["verify_signatures"] = False
-    assert build_settings(raw_config, {}).get("webhook.verify_signatures") is False
+    assert build_settings(raw_config, {}).webhook.verify_signatures is False
 
 
 def test_every_problem_is_listed_in_one_error(raw_config):
@@ -100,7 +100,7 @@ def test_config_path_comes_from_the_environment(tmp_path, raw_config):
     raw_config["business"]["name"] = "Harbor Vets"
     path.write_text(yaml.safe_dump(raw_config))
     settings = load_settings(env={"RECEPTIONIST_CONFIG": str(path), "TELNYX_PUBLIC_KEY": PUBLIC_KEY})
-    assert settings.get("business.name") == "Harbor Vets"
+    assert settings.business.name == "Harbor Vets"
 
 
 @pytest.mark.parametrize("content, message", [("a: [unclosed", "not valid YAML"), ("- just\n- a list", "mapping")])
@@ -127,7 +127,7 @@ def test_sections_are_typed_attributes(example_config):
     assert settings.calls.workers == 256
     assert settings.transfer.destinations == settings.destinations == {"front_desk": "+15555550100",
                                                                       "billing": "+15555550101"}
-    assert settings.get("assistant") == settings.raw["assistant"] == example_config["assistant"]
+    assert settings.assistant.model_dump() == example_config["assistant"]
     assert isinstance(settings.intents[0], Intent)
     assert settings.intents[2].department == "front_desk"
 
@@ -142,9 +142,9 @@ def test_defaults_apply_when_keys_are_left_out(raw_config):
     assert settings.dialog.silence_timeout_s == 10
     assert settings.webhook.verify_signatures is True
     assert settings.assistant.voice == "Telnyx.KokoroTTS.af"
-    assert settings.get("ai.timeout_s") == 8
-    assert settings.get("transfer.ring_timeout_s") == 30
-    assert settings.get("transcription") == {"engine": "Google", "language": "en"}
+    assert settings.ai.timeout_s == 8
+    assert settings.transfer.ring_timeout_s == 30
+    assert settings.transcription.model_dump() == {"engine": "Google", "language": "en"}
 
 
 def test_an_empty_section_means_its_defaults(raw_config):

@@ -8,9 +8,9 @@ from pathlib import Path
 from test_config import REQUIRED, model_keys
 
 from config import Settings
-from conftest import ROOT
 from dialog import HANDLERS
 
+ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 # Sections whose children are data, documented as one key.
 OPAQUE = {"intents", "transfer.destinations"}

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from simulator.carrier import Carrier
 
 # Every conftest.py outside a package is imported as the module `conftest`, the last one loaded winning, and
-# tests/test_docs.py does `from conftest import ROOT`: so each conftest's ROOT is the repository root.
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
