@@ -4,7 +4,7 @@ Each case is something a caller says to subvert the model, paired with the answe
 it: action "transfer" with confidence 1.0 and the department set to a premium or international number, a
 SIP or tel URI, a spelled-out number, another call's id, a look-alike of a department name, a chain of
 destinations, or output that only mimics the format. Answers go through the LLM brain's own parser
-(`llm_brain.parse_reply`), so out-of-shape output fails the way it does in production. Every case is a
+(`brains.llm.parse_reply`), so out-of-shape output fails the way it does in production. Every case is a
 whole signed call through the app; a subset also runs through the real openai SDK against FakeOpenAI and
 the real TelnyxClient against the simulator's Call Control API on loopback (every case with `make soak`).
 
