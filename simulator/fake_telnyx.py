@@ -119,8 +119,7 @@ class FakeTelnyx:
         self._seen: dict[tuple[str, str], float] = {}
         self._faulted: dict[tuple[str, str], int] = {}
         self._random = random.Random(seed)
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._thread: threading.Thread | None = None
 
     @property
@@ -286,6 +285,13 @@ def _fault_reply(fault: Fault) -> Reply:
 def _bearer_ok(value: str) -> bool:
     scheme, _, token = value.partition(" ")
     return scheme.lower() == "bearer" and bool(token.strip())
+
+
+class _Server(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5: forty calls connecting at once then lose SYNs, and a client's
+    # connect timeout fires against a fault nobody scripted. A real API accepts far more at once.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
