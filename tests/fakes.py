@@ -114,28 +114,37 @@ class ManualClock:
 
 
 class ManualScheduler:
-    """Stands in for workers.Scheduler: keeps every timer (its deadline is the delay) until `fire_all()`."""
+    """Stands in for workers.Scheduler: keeps every timer (its deadline is the delay) until `fire_all()`.
+
+    Thread-safe, since the receptionist's worker threads set timers while a test fires them.
+    """
 
     def __init__(self):
         self.timers: list[Timer] = []
         self.stopped = False
         self._order = itertools.count()
+        self._lock = threading.Lock()
 
     def call_later(self, delay_s: float, callback: Callable[[], None]) -> Timer:
         timer = Timer(delay_s, next(self._order), callback)
-        self.timers.append(timer)
+        with self._lock:
+            self.timers.append(timer)
         return timer
 
     def delays(self) -> list[float]:
-        return [timer.deadline for timer in self.timers]
+        with self._lock:
+            return [timer.deadline for timer in self.timers]
 
     def fire_all(self) -> int:
         """Run every timer set so far; timers they set wait for the next call. Returns how many ran."""
-        due, self.timers = self.timers, []
+        with self._lock:
+            due, self.timers = self.timers, []
         live = [timer for timer in due if not timer.cancelled]
         for timer in live:
             timer.callback()
         return len(live)
 
     def stop(self) -> None:
-        self.stopped = True
+        """Like workers.Scheduler.stop: timers not yet fired never will."""
+        with self._lock:
+            self.stopped, self.timers = True, []

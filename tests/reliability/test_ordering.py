@@ -31,13 +31,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from app import create_app
 from background import settle
 from config import build_settings
+from fakes import ManualScheduler
 from figures import record
 from receptionist import Receptionist
 from simulator import events
 from simulator.events import Leg, WebhookEvent
 from simulator.signing import WebhookSigner
 from telnyx_client import CallControl
-from workers import Timer
 
 SIGNER = WebhookSigner.generate()
 ONE_SHOT = ("answer", "transfer", "hangup")
@@ -72,34 +72,6 @@ class NetCall:
     transcribing: bool = False
     ringing: list[Leg] = field(default_factory=list)
     connected: list[Leg] = field(default_factory=list)
-
-
-class ManualScheduler:
-    """The receptionist's timers, fired only when the state machine lets time pass."""
-
-    def __init__(self):
-        self._timers: list[Timer] = []
-        self._order = itertools.count()
-        self._lock = threading.Lock()
-
-    def call_later(self, delay_s: float, callback) -> Timer:
-        timer = Timer(delay_s, next(self._order), callback)
-        with self._lock:
-            self._timers.append(timer)
-        return timer
-
-    def fire_due(self) -> int:
-        """Fire every timer set so far (time jumps past all of them); timers they set wait for next time."""
-        with self._lock:
-            due, self._timers = self._timers, []
-        live = [t for t in due if not t.cancelled]
-        for timer in live:
-            timer.callback()
-        return len(live)
-
-    def stop(self) -> None:
-        with self._lock:
-            self._timers.clear()
 
 
 class ReactiveTelnyx(CallControl):
@@ -333,7 +305,7 @@ class DeliverySchedules(RuleBasedStateMachine):
 
     @rule()
     def time_passes(self):
-        if self.scheduler.fire_due():
+        if self.scheduler.fire_all():
             self._settle()
 
     # ----- what must hold after every step
@@ -371,7 +343,7 @@ class DeliverySchedules(RuleBasedStateMachine):
             while self.network.pending:
                 self._post(self._take(0))
             self._settle()
-            self.scheduler.fire_due()
+            self.scheduler.fire_all()
             self._settle()
         assert not self.network.pending, "webhooks kept coming after every call had hung up"
 
