@@ -26,8 +26,8 @@ def settle(target: Receptionist | Flask, timeout_s: float = 10.0) -> None:
     """Wait until no call has work queued or running; fail loudly when it does not happen in time.
 
     `target` is a Receptionist or an app made by create_app. The timeout is generous: CPU may be contended.
-    The same wait as the conftest `settle` fixture, for code that cannot take fixtures (helper classes,
-    module-scoped fixtures, the hypothesis state machine).
+    Tests take it as the conftest `settle` fixture; helper classes, module-scoped fixtures and the hypothesis
+    state machine import it from here.
     """
     receptionist = target.extensions["receptionist"] if isinstance(target, Flask) else target
     if not receptionist.queues.wait_idle(timeout_s):

@@ -107,13 +107,8 @@ def client(app):
 
 @pytest.fixture
 def settle():
-    """`settle(app_or_receptionist)` waits until no call has work queued or running, failing loudly after 10 s."""
-    from flask import Flask
-
-    def wait(target, timeout_s: float = 10.0) -> None:
-        receptionist = target.extensions["receptionist"] if isinstance(target, Flask) else target
-        if not receptionist.queues.wait_idle(timeout_s):
-            raise AssertionError(f"background work did not settle in {timeout_s} s: {receptionist.stats()}")
+    """`settle(app_or_receptionist)` waits until no call has work queued or running (background.settle)."""
+    from background import settle as wait
 
     return wait
 
