@@ -221,6 +221,12 @@ class Call:
     def send(self, name: str, **payload: Any) -> None:
         self.post(event(name, self.cid, **payload))
 
+    def answered(self) -> None:
+        """call.initiated, then call.answered once the service has answered."""
+        self.send("call_initiated")
+        self.accepted("answer")
+        self.send("call_answered")
+
     def say(self, text: str) -> None:
         self.post(transcription(self.cid, text))
 
@@ -277,9 +283,7 @@ def test_a_call_with_every_command_failing_once_is_still_answered_greeted_and_tr
     call = Call(service, keypair[0], fake_telnyx)
     with watching_logs(logging.INFO) as logs:
         started = time.monotonic()
-        call.send("call_initiated")
-        call.accepted("answer")
-        call.send("call_answered")
+        call.answered()
         greeting = call.accepted("speak")[0]
         call.accepted("transcription_start")
         call.send("call_speak_ended")
@@ -322,9 +326,7 @@ def test_call_ended_and_refused_commands_do_not_stall_a_call(service, fake_telny
     fake_telnyx.always("hangup", http_error(422, "90018"))  # the caller put the phone down first
     call = Call(service, keypair[0], fake_telnyx)
     with watching_logs(logging.INFO) as logs:
-        call.send("call_initiated")
-        call.accepted("answer")
-        call.send("call_answered")
+        call.answered()
         call.accepted("speak")
         call.send("call_speak_ended")
         call.say("that's all thanks")
@@ -357,9 +359,7 @@ def test_a_command_that_never_gets_through_is_logged_and_the_call_carries_on(ser
     fake_telnyx.always("transcription_start", RETRYABLE[label])
     call = Call(service, keypair[0], fake_telnyx)
     with watching_logs(logging.INFO) as logs:
-        call.send("call_initiated")
-        call.accepted("answer")
-        call.send("call_answered")
+        call.answered()
         call.accepted("speak")
         settle(service)
         call.send("call_hangup")
@@ -410,9 +410,7 @@ def flaky_calls(service, fake_telnyx: FakeTelnyx, keypair, raw_config, plans: li
 
 
 def play_to_transfer(call: Call) -> None:
-    call.send("call_initiated")
-    call.accepted("answer")
-    call.send("call_answered")
+    call.answered()
     call.accepted("transcription_start")
     call.send("call_speak_ended")
     call.say("put me through to a representative")
