@@ -78,6 +78,13 @@ def test_every_problem_is_listed_in_one_error(raw_config):
     ])
 
 
+def problems_of(raw_config: dict) -> list[str]:
+    """The problems ConfigError lists for this config, with a valid public key in the environment."""
+    with pytest.raises(ConfigError) as raised:
+        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
+    return raised.value.problems
+
+
 def assert_all_listed(raw_config: dict, env: dict, expected: list[str]) -> None:
     """One ConfigError names every expected problem, and no other."""
     with pytest.raises(ConfigError) as raised:
@@ -166,9 +173,7 @@ def test_an_empty_section_means_its_defaults(raw_config):
 def test_the_business_words_have_no_default(raw_config):
     del raw_config["business"]["name"], raw_config["assistant"]["greeting"]
     raw_config["assistant"]["goodbye"] = "  "
-    with pytest.raises(ConfigError) as raised:
-        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
-    assert raised.value.problems == [
+    assert problems_of(raw_config) == [
         "business.name: missing",
         "assistant.greeting: missing",
         "assistant.goodbye: must not be empty",
@@ -215,9 +220,7 @@ def test_unknown_keys_are_refused_with_a_hint(raw_config, where, key, message):
     for part in where:
         node = node[part]
     node[key] = 1
-    with pytest.raises(ConfigError) as raised:
-        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
-    assert raised.value.problems == [message]
+    assert problems_of(raw_config) == [message]
 
 
 @pytest.mark.parametrize(
@@ -235,9 +238,7 @@ def test_unknown_keys_are_refused_with_a_hint(raw_config, where, key, message):
 def test_types_are_strict(raw_config, dotted, value, message):
     section, key = dotted.split(".")
     raw_config[section][key] = value
-    with pytest.raises(ConfigError) as raised:
-        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
-    assert message in raised.value.problems
+    assert message in problems_of(raw_config)
 
 
 def test_whole_numbers_are_accepted_for_fractional_settings(raw_config):
@@ -303,9 +304,7 @@ def test_speak_language_from_the_spec_is_accepted(raw_config, language):
                                             ("en-us", "; did you mean en-US,"), ("klingon", None)])
 def test_speak_language_outside_the_spec_is_refused(raw_config, language, hint):
     raw_config["assistant"]["language"] = language
-    with pytest.raises(ConfigError) as raised:
-        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
-    [problem] = raised.value.problems
+    [problem] = problems_of(raw_config)
     assert problem.startswith(f"assistant.language: '{language}' is not a language Telnyx speak accepts")
     assert hint in problem if hint else "did you mean" not in problem
 
@@ -334,9 +333,7 @@ def test_voices_in_the_spec_format_are_accepted(raw_config, voice):
 )
 def test_voices_telnyx_would_refuse_are_refused(raw_config, voice, message):
     raw_config["assistant"]["voice"] = voice
-    with pytest.raises(ConfigError) as raised:
-        build_settings(raw_config, {"TELNYX_PUBLIC_KEY": PUBLIC_KEY})
-    [problem] = raised.value.problems
+    [problem] = problems_of(raw_config)
     assert problem.startswith(f"assistant.voice: {message}")
 
 
