@@ -20,6 +20,7 @@ from brains.llm import LLMBrain
 from config import Settings, build_settings, load_settings
 from events import BadEvent, parse_event
 from receptionist import Receptionist, ServiceStopping
+from stores import StoreUnavailable
 from telnyx_client import CallControl, TelnyxClient
 from webhook_auth import SignatureError, WebhookVerifier, load_public_key
 
@@ -70,7 +71,11 @@ def create_app(
 
     @app.get("/healthz")
     def healthz():
-        # 503 once a shutdown has begun, so a load balancer or orchestrator stops sending new calls here.
+        # 503 once a shutdown has begun, so a load balancer or orchestrator stops sending new calls here,
+        # and while the store is unreachable, since every webhook would be refused anyway.
+        problem = receptionist.store.health()
+        if problem is not None:
+            return jsonify(status="store_unavailable", error=problem), 503
         if receptionist.stopping:
             return jsonify(status="stopping", **receptionist.stats()), 503
         return jsonify(status="ok", **receptionist.stats())
@@ -79,6 +84,11 @@ def create_app(
     def stopping(exc: ServiceStopping):
         log.info("%s", exc)  # Telnyx delivers it again, to whichever process is serving by then
         return json_error(503, "shutting down")
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(exc: StoreUnavailable):
+        # Logged once per outage by the store, not per request; Telnyx delivers the webhook again.
+        return json_error(503, "call store unavailable, retry later")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -1,6 +1,7 @@
 """What the service remembers about calls: each live call's state, recently ended calls, webhook ids already seen.
 
-All of it lives in this process's memory.
+CallState is the same whichever store keeps it; CallRegistry and SeenEvents are the in-memory store's
+(stores/memory.py), stores/redis.py keeps the same things in Redis.
 """
 
 from __future__ import annotations
@@ -138,6 +139,15 @@ class CallRegistry:
     def has_ended(self, call_control_id: str) -> bool:
         with self._lock:
             return call_control_id in self._ended
+
+    def is_live(self, call_control_id: str) -> bool:
+        with self._lock:
+            return call_control_id in self._live
+
+    def known(self, call_control_id: str) -> bool:
+        """Live or recently ended: either way, its events are this call's own."""
+        with self._lock:
+            return call_control_id in self._live or call_control_id in self._ended
 
     def expired(self) -> list[str]:
         """Calls older than the limit, whose hangup presumably never arrived."""

@@ -32,6 +32,8 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
 NUMBER = re.compile(r"\+[1-9]\d{6,14}|sip:\S+")  # E.164, or a SIP URI
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,63}:")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 Action = Literal["continue", "transfer", "end"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
@@ -136,6 +138,7 @@ def _known_destination(name: str | None, info: pydantic.ValidationInfo) -> str |
 
 
 Line = Annotated[StrictStr, _must(str.strip, "must not be empty")]
+KeyPrefix = Annotated[StrictStr, _must(_text_matching(KEY_PREFIX), "must be up to 64 of A-Z a-z 0-9 _ - . : and end in ':'")]
 Voice = Annotated[StrictStr, AfterValidator(_voice)]
 SpeakLanguage = Annotated[StrictStr, AfterValidator(_one_of(SPEAK_LANGUAGES, "a language Telnyx speak accepts"))]
 LogLevel = Annotated[StrictStr, _must(lambda level: logging.getLevelName(level.upper()) in range(60),
@@ -239,6 +242,14 @@ class CallsConfig(Section):
     workers: Annotated[StrictInt, _between(1, 1024)] = 256
 
 
+class RedisConfig(Section):
+    """Read only when REDIS_URL is set (stores/redis.py)."""
+
+    key_prefix: KeyPrefix = "receptionist:"
+    lease_s: Annotated[StrictFloat, _between(1, 60)] = 3.0
+    timeout_s: Annotated[StrictFloat, _between(0.05, 10)] = 1.0
+
+
 class CallLogConfig(Section):
     path: StrictStr | None = "call_log.jsonl"  # empty: no call log
     redact_transcripts: StrictBool = True
@@ -257,6 +268,7 @@ class Secrets:
     telnyx_base_url: str = DEFAULT_TELNYX_BASE_URL
     openai_api_key: str = field(default="", repr=False)
     openai_base_url: str = ""
+    redis_url: str = field(default="", repr=False)  # may carry a password
 
     @property
     def llm_configured(self) -> bool:
@@ -276,6 +288,7 @@ class Settings(Section):
     webhook: WebhookConfig = WebhookConfig()
     telnyx: TelnyxConfig = TelnyxConfig()
     calls: CallsConfig = CallsConfig()
+    redis: RedisConfig = RedisConfig()
     call_log: CallLogConfig = CallLogConfig()
     logging: LoggingConfig = LoggingConfig()
     _secrets: Secrets = Secrets()
@@ -322,6 +335,7 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
         raise ConfigError(["the config file must be a mapping of sections"])
     secrets = _read_secrets(env)
     problems = _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
+    problems += _check_redis_url(secrets.redis_url)
     context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
     try:
         settings = Settings.model_validate(dict(raw), context=context)
@@ -411,7 +425,15 @@ def _read_secrets(env: Mapping[str, str]) -> Secrets:
         telnyx_base_url=(env.get("TELNYX_BASE_URL") or DEFAULT_TELNYX_BASE_URL).rstrip("/"),
         openai_api_key=env.get("OPENAI_API_KEY", ""),
         openai_base_url=env.get("OPENAI_BASE_URL", ""),
+        redis_url=env.get("REDIS_URL", "").strip(),
     )
+
+
+def _check_redis_url(url: str) -> list[str]:
+    if url and not url.startswith(REDIS_SCHEMES):
+        return [f"REDIS_URL: must start with {', '.join(REDIS_SCHEMES)} (the address itself is not shown: it may "
+                "hold a password)"]
+    return []
 
 
 def _check_secrets(secrets: Secrets, verify: Any) -> list[str]:

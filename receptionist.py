@@ -2,6 +2,7 @@
 
 The loop, for one event of one call: the dialog decides commands; the runners carry them out; whatever a
 runner reports back (the brain's reply, a failed command) goes to the dialog again, until nothing is left.
+Where calls live between events, and who runs which call's events, is the store's business (stores/).
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from collections import deque
 from collections.abc import Callable
 
 from brains import Brain
-from calls import CallRegistry, CallState, SeenEvents
+from calls import CallState
 from config import Settings
 from dialog import Policy, decide
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
 from runners import CALL_OVER, Runners
+from stores import QueuedEvent, Store, build_store
 from telnyx_client import CallControl, command_id_for
-from workers import Scheduler, SerialQueues
+from workers import Scheduler
 
 log = logging.getLogger(__name__)
-
-HOUSEKEEPING_S = 60.0
 # A caller still talking on a call this process holds no state for (it died with a previous worker).
 ORPHAN_EVENTS = frozenset({"call.transcription", "call.dtmf.received"})
 STATE_LOST = "call state lost (service restarted)"
@@ -44,17 +44,17 @@ class Receptionist:
         brain: Brain,
         *,
         scheduler: Scheduler | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.policy = Policy.from_settings(settings)
         self.clock = clock
-        self.calls = CallRegistry(settings.calls.max_call_age_s, clock=clock)
-        self.seen = SeenEvents()
         self._stopping = threading.Event()
-        self.queues = SerialQueues(self._process, workers=settings.calls.workers)
         self.scheduler = scheduler or Scheduler()
-        self.scheduler.call_later(HOUSEKEEPING_S, self._housekeeping)
-        self.runners = Runners(settings, telnyx, brain, self.calls, self._schedule, clock)
+        self.store = store or build_store(settings, self.scheduler, clock)
+        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock)
+        self.store.start(self._process)
+        self.calls, self.seen, self.queues = self.store.calls, self.store.seen, self.store.queues
 
     # ------------------------------------------------------------ intake (request thread)
 
@@ -63,23 +63,24 @@ class Receptionist:
 
         While shutting down, an event for a call this process does not know (a new call, above all) raises
         ServiceStopping before it is marked seen: answering it here would strand the caller when we exit.
+        A store whose calls outlive the process (Redis) takes it anyway: another process will run it.
+        Raises StoreUnavailable when the store cannot take it; nothing was queued or marked seen then.
         """
         key, item = self._route(event)
-        if self.stopping and self.calls.get(key) is None and not self.calls.has_ended(key):
+        if self.stopping and not self.store.outlives_process and not self.calls.known(key):
             raise ServiceStopping(f"call={key} event={event.event_type} refused: shutting down")
-        if not self.seen.first_time(event.event_id):
+        if not self.store.accept(event.event_id, key, item):
             log.info("call=%s event=%s duplicate id, dropped", event.call_control_id, event.event_type)
             return False
-        self.queues.submit(key, item)
         return True
 
-    def _route(self, event: CallEvent) -> tuple[str, CallEvent | LegEvent]:
+    def _route(self, event: CallEvent) -> tuple[str, QueuedEvent]:
         """Transfer-leg events belong to the call they were transferred from."""
         cid = event.call_control_id
-        if self.calls.get(cid) is not None or self.calls.has_ended(cid):
+        if self.calls.known(cid):
             return cid, event
         origin = event.transferred_from
-        if origin and self.calls.get(origin) is not None:
+        if origin and self.calls.is_live(origin):
             return origin, LegEvent(event)
         return cid, event
 
@@ -91,8 +92,7 @@ class Receptionist:
         return self._stopping.is_set()
 
     def shutdown(self) -> None:
-        self.scheduler.stop()
-        self.queues.shutdown(wait=True)
+        self.store.shutdown()
 
     # ------------------------------------------------------------ graceful exit (see gunicorn.conf.py)
 
@@ -100,7 +100,11 @@ class Receptionist:
         """From now on, refuse events of calls this process does not hold (ServiceStopping)."""
         if not self._stopping.is_set():
             self._stopping.set()
-            log.info("shutting down: live_calls=%d; new calls are refused with 503", len(self.calls))
+            self.store.begin_shutdown()
+            if self.store.outlives_process:
+                log.info("shutting down: the calls this process runs are handed back to the store")
+            else:
+                log.info("shutting down: live_calls=%d; new calls are refused with 503", len(self.calls))
 
     def drain(self, timeout_s: float) -> bool:
         """Finish the work already queued (brain replies, speaks) for up to `timeout_s`, then drop the rest.
@@ -116,8 +120,7 @@ class Receptionist:
         for call_control_id, count in dropped.items():
             log.warning("call=%s shutdown: %d queued event(s) dropped after %.0f s", call_control_id, count, timeout_s)
         self.queues.shutdown(wait=False)
-        log.info("shutdown drain took %.2f s; live_calls=%d left without this process",
-                 time.monotonic() - started, len(self.calls))
+        log.info("shutdown drain took %.2f s", time.monotonic() - started)
         return finished
 
     # ------------------------------------------------------------ processing (one call at a time)
@@ -174,14 +177,6 @@ class Receptionist:
                     call_control_id, item.event_type, STATE_LOST)
         if not self._run(state, BrainFailed(STATE_LOST), _origin(item)):
             self.calls.close(call_control_id)  # Telnyx says the call is over: nobody to rescue
-
-    def _schedule(self, delay_s: float, call_control_id: str, event: Event) -> None:
-        self.scheduler.call_later(delay_s, lambda: self.queues.submit(call_control_id, event))
-
-    def _housekeeping(self) -> None:
-        for call_control_id in self.calls.expired():
-            self.queues.submit(call_control_id, CallExpired())
-        self.scheduler.call_later(HOUSEKEEPING_S, self._housekeeping)
 
 
 def _starts_call(item: Event) -> bool:
