@@ -138,7 +138,9 @@ def _known_destination(name: str | None, info: pydantic.ValidationInfo) -> str |
 
 
 Line = Annotated[StrictStr, _must(str.strip, "must not be empty")]
-KeyPrefix = Annotated[StrictStr, _must(_text_matching(KEY_PREFIX), "must be up to 64 of A-Z a-z 0-9 _ - . : and end in ':'")]
+KeyPrefix = Annotated[
+    StrictStr, _must(_text_matching(KEY_PREFIX), "must be up to 64 of A-Z a-z 0-9 _ - . : and end in ':'")
+]
 Voice = Annotated[StrictStr, AfterValidator(_voice)]
 SpeakLanguage = Annotated[StrictStr, AfterValidator(_one_of(SPEAK_LANGUAGES, "a language Telnyx speak accepts"))]
 LogLevel = Annotated[StrictStr, _must(lambda level: logging.getLevelName(level.upper()) in range(60),

@@ -67,7 +67,8 @@ return claimed
 """
 
 # ARGV: prefix, call id, owner, lease_ms, op (save|close|none), state, state_ttl_ms, ended_ttl_ms, started_at,
-# hand_back (1|0), the call's expiry timer (dropped on close), then (delay_ms, timer member) pairs. Only the lease holder may commit: {-1} otherwise.
+# hand_back (1|0), the call's expiry timer (dropped on close), then (delay_ms, timer member) pairs.
+# Only the lease holder may commit: {-1} otherwise.
 # Writes what the event left behind, drops the event from the inbox, and either keeps the lease, returning
 # {events left, next event}, or gives it up ({0}) when the inbox is empty or the holder hands the call back.
 COMMIT = _COMMON + """
