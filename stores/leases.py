@@ -99,14 +99,16 @@ class LeasedQueues:
             return sorted(self._held)
 
     def idle(self) -> bool:
-        """Nothing running here, and (unless shutting down) nothing any process could claim right now."""
+        """Nothing running here, and (unless shutting down) nothing any process could claim right now.
+
+        Redis is asked first: a claim that lands after that answer shows in `_claiming` or `_held` below.
+        """
+        if not self._stopping.is_set():
+            with self.store.outage.guard():
+                if self.redis.zcount(self.store.key("ready"), "-inf", int(time.time() * 1000)):
+                    return False
         with self._lock:
-            if self._held or self._claiming:
-                return False
-        if self._stopping.is_set():
-            return True
-        with self.store.outage.guard():
-            return self.redis.zcount(self.store.key("ready"), "-inf", time.time()) == 0
+            return not (self._held or self._claiming)
 
     def wait_idle(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

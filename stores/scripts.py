@@ -6,15 +6,16 @@ Redis Cluster):
     P ended:<id>   tombstone of an ended call            P lease:<id>   who runs the call's events now
     P seen:<id>    a webhook id already taken            P ready        zset: call id -> when to look at it
     P timers       zset: "<n>:<call id><event>" -> due   P live         zset: call id -> started_at
-Times are the Redis server's own clock (TIME), so the clocks of the machines never matter.
+Times are whole milliseconds of the Redis server's own clock (TIME), so the clocks of the machines never
+matter, and a score is exact (Lua hands numbers to Redis with 14 significant digits).
 """
 
 from __future__ import annotations
 
 _COMMON = """
-local function now_s()
+local function now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local function deliver(prefix, cid, event, now, inbox_ttl_ms)
   local inbox = prefix .. 'inbox:' .. cid
@@ -34,20 +35,20 @@ end
 # ARGV: prefix, event_id, call id, event, seen_ttl_ms, inbox_ttl_ms. 1 = queued, 0 = a redelivery.
 ACCEPT = _COMMON + """
 if not redis.call('SET', ARGV[1] .. 'seen:' .. ARGV[2], '1', 'NX', 'PX', ARGV[5]) then return 0 end
-deliver(ARGV[1], ARGV[3], ARGV[4], now_s(), ARGV[6])
+deliver(ARGV[1], ARGV[3], ARGV[4], now_ms(), ARGV[6])
 return 1
 """
 
 # ARGV: prefix, timer member, inbox_ttl_ms. 1 = moved to its call's inbox, 0 = already fired elsewhere.
 FIRE = _COMMON + """
-return fire(ARGV[1], ARGV[2], now_s(), ARGV[3])
+return fire(ARGV[1], ARGV[2], now_ms(), ARGV[3])
 """
 
 # ARGV: prefix, owner, lease_ms, wanted, inbox_ttl_ms. Fires the due timers, then leases up to `wanted` calls
 # whose turn has come (new work, or a lease that lapsed). Returns the call ids leased to `owner`.
 CLAIM = _COMMON + """
 local prefix, owner, lease_ms, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local now = now_s()
+local now = now_ms()
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'timers', '-inf', now, 'LIMIT', 0, 200)) do
   fire(prefix, member, now, ARGV[5])
 end
@@ -56,11 +57,11 @@ if wanted < 1 then return claimed end
 for _, cid in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'ready', '-inf', now, 'LIMIT', 0, wanted * 2 + 8)) do
   local lease = prefix .. 'lease:' .. cid
   if redis.call('SET', lease, owner, 'NX', 'PX', lease_ms) then
-    redis.call('ZADD', prefix .. 'ready', now + lease_ms / 1000, cid)
+    redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
     claimed[#claimed + 1] = cid
     if #claimed >= wanted then break end
   else
-    redis.call('ZADD', prefix .. 'ready', now + math.max(redis.call('PTTL', lease), 1) / 1000, cid)
+    redis.call('ZADD', prefix .. 'ready', now + math.max(redis.call('PTTL', lease), 1), cid)
   end
 end
 return claimed
@@ -84,9 +85,9 @@ elseif ARGV[5] == 'close' then
   redis.call('ZREM', prefix .. 'live', cid)
   redis.call('ZREM', prefix .. 'timers', ARGV[11])
 end
-local now = now_s()
+local now = now_ms()
 for i = 12, #ARGV, 2 do
-  redis.call('ZADD', prefix .. 'timers', now + tonumber(ARGV[i]) / 1000, ARGV[i + 1])
+  redis.call('ZADD', prefix .. 'timers', now + tonumber(ARGV[i]), ARGV[i + 1])
 end
 redis.call('LPOP', inbox)
 local left = redis.call('LLEN', inbox)
@@ -96,19 +97,19 @@ if left == 0 or ARGV[10] == '1' then
   return {0}
 end
 redis.call('PEXPIRE', lease, lease_ms)
-redis.call('ZADD', prefix .. 'ready', now + lease_ms / 1000, cid)
+redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
 return {left, redis.call('LINDEX', inbox, 0)}
 """
 
 # ARGV: prefix, owner, lease_ms, call ids... Extends the owner's leases; returns the ids it no longer holds.
 RENEW = _COMMON + """
 local prefix, owner, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now, lost = now_s(), {}
+local now, lost = now_ms(), {}
 for i = 4, #ARGV do
   local lease = prefix .. 'lease:' .. ARGV[i]
   if redis.call('GET', lease) == owner then
     redis.call('PEXPIRE', lease, lease_ms)
-    redis.call('ZADD', prefix .. 'ready', 'XX', now + lease_ms / 1000, ARGV[i])
+    redis.call('ZADD', prefix .. 'ready', 'XX', now + lease_ms, ARGV[i])
   else
     lost[#lost + 1] = ARGV[i]
   end
@@ -125,7 +126,7 @@ redis.call('DEL', lease)
 if redis.call('LLEN', prefix .. 'inbox:' .. cid) == 0 then
   redis.call('ZREM', prefix .. 'ready', cid)
 else
-  redis.call('ZADD', prefix .. 'ready', now_s(), cid)
+  redis.call('ZADD', prefix .. 'ready', now_ms(), cid)
 end
 return 1
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,57 @@ from config import build_settings
 ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["figures_plugin"]  # prints the reliability figures; --figures-md rewrites RELIABILITY.md
+
+
+STORES = ("memory", "redis")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_stores: run the test once per store, memory and Redis (see store_kind)")
+
+
+def pytest_generate_tests(metafunc):
+    """Tests marked both_stores run once per store; every other test gets the default, memory."""
+    if metafunc.definition.get_closest_marker("both_stores") and "store_kind" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", STORES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server for the session, on a free loopback port in a temporary directory.
+
+    Skipped with one line saying how to install it when the binary is missing (a failure in CI, where
+    .ci/run sets RECEPTIONIST_REQUIRE_REDIS=1).
+    """
+    from redis_server import RedisServer, require_redis_or_skip
+
+    require_redis_or_skip()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def store_kind(request) -> str:
+    """"memory" or "redis": which store the fixtures below build the service on."""
+    return getattr(request, "param", "memory")
+
+
+@pytest.fixture
+def store_env(request, store_kind) -> dict[str, str]:
+    """The environment that selects the store: REDIS_URL for Redis, nothing for memory."""
+    if store_kind == "memory":
+        return {}
+    return {"REDIS_URL": request.getfixturevalue("redis_server").url}
+
+
+def isolated_prefix() -> str:
+    """A key prefix of its own for each test, so tests sharing the session's Redis never see each other."""
+    return f"test-{uuid.uuid4().hex[:12]}:"
+
+
+def with_own_store(settings):
+    """The same settings on a key prefix of their own: a second, independent deployment on the same Redis."""
+    return settings.model_copy(update={"redis": settings.redis.model_copy(update={"key_prefix": isolated_prefix()})})
 
 
 @pytest.fixture(scope="session")
@@ -26,14 +78,15 @@ def raw_config(example_config, tmp_path) -> dict:
     """A mutable copy of config.example.yml, logging its calls into the test's temp dir."""
     raw = copy.deepcopy(example_config)
     raw["call_log"]["path"] = str(tmp_path / "calls.jsonl")
+    raw["redis"]["key_prefix"] = isolated_prefix()
     return raw
 
 
 @pytest.fixture
-def settings(raw_config):
-    """The example config as Settings: verification off, nothing from the environment."""
+def settings(raw_config, store_env):
+    """The example config as Settings: verification off, nothing from the environment but the store's."""
     raw_config["webhook"]["verify_signatures"] = False
-    return build_settings(raw_config, {})
+    return build_settings(raw_config, store_env)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +123,7 @@ def fake_model():
 
 
 @pytest.fixture
-def make_app(keypair, example_config):
+def make_app(keypair, example_config, store_env):
     """Build the service the way `create_app` does in production, with whatever the test passes in.
 
     `config` is a raw YAML mapping or Settings (the example config, verification on, when left out); `env`
@@ -83,7 +136,9 @@ def make_app(keypair, example_config):
     def make(config=None, *, env=None, **seams):
         if config is None or isinstance(config, dict):
             raw = config or copy.deepcopy(example_config)
-            config = build_settings(raw, {"TELNYX_PUBLIC_KEY": keypair[1], **(env or {})})
+            if store_env and config is None:
+                raw["redis"]["key_prefix"] = isolated_prefix()
+            config = build_settings(raw, {"TELNYX_PUBLIC_KEY": keypair[1], **store_env, **(env or {})})
         service = create_app(config, **seams)
         made.append(service)
         return service
