@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from store_setup import isolated_prefix
 
 from config import build_settings
 
@@ -55,16 +55,6 @@ def store_env(request, store_kind) -> dict[str, str]:
     if store_kind == "memory":
         return {}
     return {"REDIS_URL": request.getfixturevalue("redis_server").url}
-
-
-def isolated_prefix() -> str:
-    """A key prefix of its own for each test, so tests sharing the session's Redis never see each other."""
-    return f"test-{uuid.uuid4().hex[:12]}:"
-
-
-def with_own_store(settings):
-    """The same settings on a key prefix of their own: a second, independent deployment on the same Redis."""
-    return settings.model_copy(update={"redis": settings.redis.model_copy(update={"key_prefix": isolated_prefix()})})
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from store_setup import with_own_store
 
 from brains import BrainReply
-from conftest import with_own_store
 from events import CallEvent, parse_event
 from fakes import ManualScheduler, RecordingTelnyx, ScriptedBrain
 from fixtures import encode, load_fixture, with_ids

@@ -27,6 +27,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from store_setup import isolated_prefix
 
 from app import create_app
 from background import settle
@@ -38,6 +39,8 @@ from simulator import events
 from simulator.events import Leg, WebhookEvent
 from simulator.signing import WebhookSigner
 from telnyx_client import CallControl
+
+pytestmark = pytest.mark.both_stores
 
 SIGNER = WebhookSigner.generate()
 ONE_SHOT = ("answer", "transfer", "hangup")
@@ -203,13 +206,15 @@ class DeliverySchedules(RuleBasedStateMachine):
     """Hypothesis chooses who calls, what callers do and in which order and multiplicity webhooks arrive."""
 
     config: dict = {}
+    env: dict = {}  # the store's: REDIS_URL, or nothing for memory
     tally: Counter = Counter()
 
     def __init__(self):
         super().__init__()
         self.network = ReactiveTelnyx()
         self.scheduler = ManualScheduler()
-        service_settings = build_settings(self.config, {"TELNYX_PUBLIC_KEY": SIGNER.public_key_b64})
+        config = {**self.config, "redis": {"key_prefix": isolated_prefix()}}
+        service_settings = build_settings(config, {"TELNYX_PUBLIC_KEY": SIGNER.public_key_b64, **self.env})
         self.receptionist = Receptionist(service_settings, self.network, _intent_brain(service_settings),
                                          scheduler=self.scheduler)
         self.network.has_ended = self.receptionist.calls.has_ended
@@ -409,8 +414,8 @@ def _config(example_config: dict) -> dict:
     return raw
 
 
-def _run_schedules(example_config: dict, examples: int, steps: int) -> Counter:
-    DeliverySchedules.config = _config(example_config)
+def _run_schedules(example_config: dict, store_env: dict, examples: int, steps: int) -> Counter:
+    DeliverySchedules.config, DeliverySchedules.env = _config(example_config), store_env
     DeliverySchedules.tally = Counter()
     run_state_machine_as_test(
         DeliverySchedules,
@@ -420,28 +425,28 @@ def _run_schedules(example_config: dict, examples: int, steps: int) -> Counter:
     return DeliverySchedules.tally
 
 
-def _report(tally: Counter, threat: str) -> None:
+def _report(tally: Counter, threat: str, store_kind: str) -> None:
     note = (f"{tally['deliveries']} signed deliveries, {tally['concurrent batches']} concurrent batches, "
             f"{tally['after the call was closed']} after their call was closed; "
             "no duplicate command, nothing after hangup, no state left")
     assert tally["concurrent batches"] > 0 and tally["after the call was closed"] > 0, "the schedules were too tame"
     assert tally["calls handled"] == tally["calls"]
-    record(threat, tally["calls"], tally["calls handled"], note)
+    record(threat + (", Redis store" if store_kind == "redis" else ""), tally["calls"], tally["calls handled"], note)
 
 
-def test_any_delivery_order_gives_one_effect_per_action_and_forgets_every_call(example_config):
-    tally = _run_schedules(example_config, examples=25, steps=30)
-    _report(tally, "webhooks duplicated (1-3x), reordered, concurrent")
+def test_any_delivery_order_gives_one_effect_per_action_and_forgets_every_call(example_config, store_env, store_kind):
+    tally = _run_schedules(example_config, store_env, examples=25, steps=30)
+    _report(tally, "webhooks duplicated (1-3x), reordered, concurrent", store_kind)
 
 
-def test_different_webhooks_of_one_call_racing_from_many_threads(example_config):
+def test_different_webhooks_of_one_call_racing_from_many_threads(example_config, store_env, store_kind):
     """Every pending webhook of every call at once, in random order, 1-3 copies each, from four threads."""
-    tally = _race(example_config, random.Random(20251125), runs=12, rounds=12)
-    _report(tally, "simultaneous webhooks of one call, racing")
+    tally = _race(example_config, store_env, random.Random(20251125), runs=12, rounds=12)
+    _report(tally, "simultaneous webhooks of one call, racing", store_kind)
 
 
-def _race(example_config: dict, rng: random.Random, runs: int, rounds: int) -> Counter:
-    DeliverySchedules.config = _config(example_config)
+def _race(example_config: dict, store_env: dict, rng: random.Random, runs: int, rounds: int) -> Counter:
+    DeliverySchedules.config, DeliverySchedules.env = _config(example_config), store_env
     DeliverySchedules.tally = Counter()
     for _ in range(runs):
         machine = DeliverySchedules()
@@ -476,12 +481,12 @@ def _callers_act(machine: DeliverySchedules, rng: random.Random) -> None:
 
 
 @pytest.mark.soak
-def test_many_delivery_schedules_soak(example_config):
-    tally = _run_schedules(example_config, examples=300, steps=60)
-    _report(tally, "webhooks duplicated, reordered, concurrent (soak)")
+def test_many_delivery_schedules_soak(example_config, store_env, store_kind):
+    tally = _run_schedules(example_config, store_env, examples=300, steps=60)
+    _report(tally, "webhooks duplicated, reordered, concurrent (soak)", store_kind)
 
 
 @pytest.mark.soak
-def test_racing_webhooks_soak(example_config):
-    tally = _race(example_config, random.Random(7), runs=100, rounds=20)
-    _report(tally, "simultaneous webhooks of one call, racing (soak)")
+def test_racing_webhooks_soak(example_config, store_env, store_kind):
+    tally = _race(example_config, store_env, random.Random(7), runs=100, rounds=20)
+    _report(tally, "simultaneous webhooks of one call, racing (soak)", store_kind)
