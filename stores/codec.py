@@ -57,14 +57,19 @@ def load_event(text: str | bytes) -> QueuedEvent:
 
 def _event_data(event: QueuedEvent) -> dict[str, Any]:
     if isinstance(event, CallEvent):
-        return {"kind": "webhook", **asdict(event)}
+        return {"kind": "webhook", **_webhook(event)}
     if isinstance(event, LegEvent):
-        return {"kind": "leg", "event": asdict(event.event)}
+        return {"kind": "leg", "event": _webhook(event.event)}
     if isinstance(event, TimerFired):
         return {"kind": "timer", "name": event.name, "token": event.token}
     if isinstance(event, CallExpired):
         return {"kind": "expired"}
     raise TypeError(f"{type(event).__name__} is never queued")
+
+
+def _webhook(event: CallEvent) -> dict[str, Any]:
+    """Field by field: `asdict` would deep-copy the payload, recursing as deep as the sender nested it."""
+    return {field.name: getattr(event, field.name) for field in fields(CallEvent)}
 
 
 def _event_from(data: dict[str, Any]) -> QueuedEvent:
@@ -91,7 +96,8 @@ def _load_command(data: dict[str, Any] | None) -> Command | None:
 
 
 def _dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    # allow_nan: a webhook's 1e400 parses as inf, and Python's json reads back what it writes here.
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def _loads(text: str | bytes) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from brains.llm import LLMBrain
 from config import build_settings
 from fixtures import load_fixture, sign, with_ids
 
+pytestmark = pytest.mark.both_stores
+
 CALL = "v3:Zq3Vx8LmR2tYp6KbN0cWd4HfJ9sTg1EuA7oXi5MlC3nB8vQy2rDkPw_FhSe"
 FAKE_KEY = "sk-test-not-a-real-key-1234567890"
 

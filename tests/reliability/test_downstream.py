@@ -31,6 +31,8 @@ from simulator.faults import CUT, RESET, Fault, http_error, slow, trickle
 from telnyx_client import TelnyxClient, TelnyxConnectionError, TelnyxHTTPError, TelnyxTimeout
 from webhooks import WEBHOOK, event, new_call_id, transcription
 
+pytestmark = pytest.mark.both_stores
+
 API_KEY = "KEY_loopback_test"
 # READ_S leaves room for a fault-free answer while 40 calls load a 2-core machine (0.5 s was seen to time out);
 # SLOW_S stays well past it.

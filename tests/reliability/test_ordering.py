@@ -425,24 +425,24 @@ def _run_schedules(example_config: dict, store_env: dict, examples: int, steps: 
     return DeliverySchedules.tally
 
 
-def _report(tally: Counter, threat: str, store_kind: str) -> None:
+def _report(tally: Counter, threat: str) -> None:
     note = (f"{tally['deliveries']} signed deliveries, {tally['concurrent batches']} concurrent batches, "
             f"{tally['after the call was closed']} after their call was closed; "
             "no duplicate command, nothing after hangup, no state left")
     assert tally["concurrent batches"] > 0 and tally["after the call was closed"] > 0, "the schedules were too tame"
     assert tally["calls handled"] == tally["calls"]
-    record(threat + (", Redis store" if store_kind == "redis" else ""), tally["calls"], tally["calls handled"], note)
+    record(threat, tally["calls"], tally["calls handled"], note)
 
 
-def test_any_delivery_order_gives_one_effect_per_action_and_forgets_every_call(example_config, store_env, store_kind):
+def test_any_delivery_order_gives_one_effect_per_action_and_forgets_every_call(example_config, store_env):
     tally = _run_schedules(example_config, store_env, examples=25, steps=30)
-    _report(tally, "webhooks duplicated (1-3x), reordered, concurrent", store_kind)
+    _report(tally, "webhooks duplicated (1-3x), reordered, concurrent")
 
 
-def test_different_webhooks_of_one_call_racing_from_many_threads(example_config, store_env, store_kind):
+def test_different_webhooks_of_one_call_racing_from_many_threads(example_config, store_env):
     """Every pending webhook of every call at once, in random order, 1-3 copies each, from four threads."""
     tally = _race(example_config, store_env, random.Random(20251125), runs=12, rounds=12)
-    _report(tally, "simultaneous webhooks of one call, racing", store_kind)
+    _report(tally, "simultaneous webhooks of one call, racing")
 
 
 def _race(example_config: dict, store_env: dict, rng: random.Random, runs: int, rounds: int) -> Counter:
@@ -481,12 +481,12 @@ def _callers_act(machine: DeliverySchedules, rng: random.Random) -> None:
 
 
 @pytest.mark.soak
-def test_many_delivery_schedules_soak(example_config, store_env, store_kind):
+def test_many_delivery_schedules_soak(example_config, store_env):
     tally = _run_schedules(example_config, store_env, examples=300, steps=60)
-    _report(tally, "webhooks duplicated, reordered, concurrent (soak)", store_kind)
+    _report(tally, "webhooks duplicated, reordered, concurrent (soak)")
 
 
 @pytest.mark.soak
-def test_racing_webhooks_soak(example_config, store_env, store_kind):
+def test_racing_webhooks_soak(example_config, store_env):
     tally = _race(example_config, store_env, random.Random(7), runs=100, rounds=20)
-    _report(tally, "simultaneous webhooks of one call, racing (soak)", store_kind)
+    _report(tally, "simultaneous webhooks of one call, racing (soak)")

@@ -26,6 +26,8 @@ from figures import record
 from fixtures import encode, fixture_names, load_fixture, sign, with_ids
 from webhooks import WEBHOOK, event, new_call_id, transcription
 
+pytestmark = pytest.mark.both_stores
+
 SCRIPTED_REPLY = "Happy to help with that."  # what the ScriptedBrain in conftest says by default
 
 

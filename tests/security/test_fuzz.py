@@ -34,6 +34,8 @@ from receptionist import Receptionist
 from webhook_auth import MAX_TIMESTAMP_DIGITS
 from webhooks import WEBHOOK, event, new_call_id
 
+pytestmark = pytest.mark.both_stores
+
 QUICK, SOAK = 1, 10  # multiplier of each property's example count: make test, make soak
 SCALE = [pytest.param(QUICK, id="quick"), pytest.param(SOAK, id="soak", marks=pytest.mark.soak)]
 
@@ -53,8 +55,8 @@ def fuzzing(examples: int) -> hypothesis.settings:
 
 
 @pytest.fixture
-def fuzz_app(make_app, raw_config, keypair, telnyx, scripted_brain):
-    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1]})
+def fuzz_app(make_app, raw_config, keypair, telnyx, scripted_brain, store_env):
+    settings = build_settings(raw_config, {"TELNYX_PUBLIC_KEY": keypair[1], **store_env})
     # A scheduler that is never fired: no command can appear except because of a webhook.
     receptionist = Receptionist(settings, telnyx, scripted_brain, scheduler=ManualScheduler())
     return make_app(settings, telnyx=telnyx, brain=scripted_brain, receptionist=receptionist)
