@@ -1,22 +1,25 @@
 """Gunicorn settings, as deployed (the Procfile and `make run` use this file).
 
-One worker process, many threads: call state lives in that process's memory, so a second
-worker would not see the calls the first one holds. Threads keep webhook acknowledgements
-fast while replies are computed in the background.
+Without REDIS_URL: one worker process, many threads. Call state lives in that process's memory, so a
+second worker would not see the calls the first one holds; more than one is refused at startup.
+With REDIS_URL: as many workers as cores by default (WEB_CONCURRENCY overrides), sharing the calls in
+Redis (stores/redis.py). Threads keep webhook acknowledgements fast while replies are computed in the
+background.
 
-On SIGTERM (a deploy or a restart) the worker answers every request it has already accepted,
-refuses webhooks for calls it does not hold with 503 (Telnyx delivers them again), then gives
-the background work already queued, such as a reply being computed or a speak to send, up to
-`graceful_timeout - DRAIN_MARGIN_S` seconds to finish. Timers that have not fired are lost.
-See RELIABILITY.md for what a restart costs the calls in progress.
+On SIGTERM (a deploy or a restart) the worker answers every request it has already accepted, then
+gives the background work already queued, such as a reply being computed or a speak to send, up to
+`graceful_timeout - DRAIN_MARGIN_S` seconds to finish. In memory, webhooks for calls it does not hold
+are refused with 503 (Telnyx delivers them again) and timers that have not fired are lost. On Redis,
+webhooks are still taken (they wait in Redis), each call is handed back after its current event, and
+timers fire from Redis in whichever process is serving. See RELIABILITY.md for what a restart costs.
 """
 
 import os
 import sys
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-# gunicorn's own convention; more than one is refused below, because call state lives in one process's memory.
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# gunicorn's own convention. Without Redis, more than one is refused below: call state lives in one process.
+workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1 if os.environ.get("REDIS_URL") else 1))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 timeout = 30
@@ -32,15 +35,16 @@ DRAIN_MARGIN_S = 5.0
 
 
 ONE_WORKER_ONLY = (
-    "refusing to start with {workers} worker processes: call state lives in one process's memory, so a "
-    "second worker would answer webhooks for calls it does not hold (duplicate speech, lost turns). "
-    "Run one worker (WEB_CONCURRENCY=1, no -w) and scale with threads."
+    "refusing to start with {workers} worker processes without REDIS_URL: call state lives in one process's "
+    "memory, so a second worker would answer webhooks for calls it does not hold (duplicate speech, lost "
+    "turns). Run one worker (WEB_CONCURRENCY=1, no -w), or set REDIS_URL to share calls between workers "
+    "(README, \"Scaling out\")."
 )
 
 
 def on_starting(server):
-    """Refuse several workers however they were asked for (WEB_CONCURRENCY, -w, --workers)."""
-    if server.cfg.workers != 1:
+    """Without Redis, refuse several workers however they were asked for (WEB_CONCURRENCY, -w, --workers)."""
+    if server.cfg.workers != 1 and not os.environ.get("REDIS_URL"):
         server.log.error(ONE_WORKER_ONLY.format(workers=server.cfg.workers))
         sys.exit(1)
 
