@@ -7,11 +7,12 @@ import json
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from simulator.delivery import DeliveryOptions
+from simulator.delivery import SPREADS, DeliveryOptions
 from simulator.faults import FaultPlan
 from simulator.load import run_load
-from simulator.network import Network, NetworkOptions
+from simulator.network import Network, NetworkOptions, webhook_urls
 from simulator.runner import run_scenarios
 from simulator.scenario import ScenarioError, all_scenario_paths, load_scenario
 from simulator.service import ServiceError, start_service
@@ -56,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _network_arguments(parser: argparse.ArgumentParser, default_speed: float) -> None:
-    parser.add_argument("--service", help="URL of a running service (default: start one under gunicorn)")
+    parser.add_argument("--service", type=service_urls, metavar="URL[,URL...]",
+                        help="running service instance(s), comma-separated; webhooks are spread over them "
+                             "(default: start one under gunicorn)")
+    parser.add_argument("--spread", choices=SPREADS, default="random",
+                        help="how each webhook attempt picks among several --service URLs: random, like a load "
+                             "balancer, or round_robin (default: random)")
     parser.add_argument("--call-log", help="the service's call log (JSON lines), for message_taken checks")
     parser.add_argument("--key-file", help="webhook signing key file, shared with serve-fake")
     parser.add_argument("--api-port", type=int, default=0, help="fake API port (use serve-fake's with --service)")
@@ -64,12 +70,25 @@ def _network_arguments(parser: argparse.ArgumentParser, default_speed: float) ->
     parser.add_argument("--duplicates", type=float, default=0.0, help="fraction of webhooks delivered twice")
     parser.add_argument("--reorder", type=float, default=0.0, help="fraction of webhooks held back / reordered")
     parser.add_argument("--api-faults", type=float, default=0.0, help="fraction of API requests failing 5xx/429")
-    parser.add_argument("--seed", type=int, help="random seed for the chaos switches")
+    parser.add_argument("--seed", type=int, help="random seed for the chaos switches and --spread random")
+
+
+def service_urls(text: str) -> list[str]:
+    """`--service`'s comma-separated base URLs, each an http(s) URL with a host."""
+    urls = [url.strip() for url in text.split(",") if url.strip()]
+    if not urls or not all(map(_is_http_url, urls)):
+        raise argparse.ArgumentTypeError(f"expected http(s) URLs separated by commas, got {text!r}")
+    return urls
+
+
+def _is_http_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def network_options(args: argparse.Namespace) -> NetworkOptions:
     delivery = DeliveryOptions(duplicate_rate=args.duplicates, reorder_rate=args.reorder,
-                               jitter_s=0.03 if args.reorder else 0.0, seed=args.seed)
+                               jitter_s=0.03 if args.reorder else 0.0, seed=args.seed, spread=args.spread)
     faults = FaultPlan(error_rate=args.api_faults, ambiguous_share=0.25)
     return NetworkOptions(speed=args.speed, delivery=delivery, faults=faults, api_port=args.api_port, seed=args.seed)
 
@@ -85,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         network = stack.enter_context(Network(network_options(args), _signer(args.key_file)))
         call_log = args.call_log
         if args.service:
-            network.webhook_url = f"{args.service.rstrip('/')}/webhooks/telnyx"
+            network.webhook_urls = webhook_urls(args.service)
         else:
             service = stack.enter_context(start_service(network.service_env()))
             network.webhook_url, call_log = service.webhook_url, call_log or service.call_log_path

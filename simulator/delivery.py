@@ -1,23 +1,29 @@
 """Webhook delivery the way Telnyx does it: signed, concurrent, 2 s timeout, retries with backoff.
 
 Chaos switches add duplicates (the same event twice, sometimes at once), reordering (an event held
-back so the next overtakes it) and jitter.
+back so the next overtakes it) and jitter. Several target URLs stand for service instances behind a
+load balancer: each attempt picks one by the `spread` policy.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import requests
 
 from simulator.events import WebhookEvent
 from simulator.signing import WebhookSigner
+
+Spread = Literal["random", "round_robin"]
+SPREADS: tuple[str, ...] = get_args(Spread)
 
 
 @dataclass
@@ -33,11 +39,12 @@ class DeliveryOptions:
     jitter_s: float = 0.0
     workers: int = 32
     seed: int | None = None
+    spread: Spread = "random"
 
 
 @dataclass(frozen=True)
 class DeliveryAttempt:
-    """One POST of one event: when, which attempt, and how the service answered (status None = no answer)."""
+    """One POST of one event: when, which attempt, to which URL, and how it answered (status None = no answer)."""
 
     event_id: str
     event_type: str
@@ -47,6 +54,7 @@ class DeliveryAttempt:
     latency_s: float
     status: int | None
     duplicate: bool = False
+    target: str = ""
 
     @property
     def ok(self) -> bool:
@@ -68,19 +76,54 @@ class DeliveryLog:
             listener(event, attempt)
 
 
-class WebhookDelivery:
-    """Posts events to one webhook URL from a thread pool."""
+class Targets:
+    """The webhook URLs of the service's instances and the load balancer's choice among them."""
 
-    def __init__(self, url: str, signer: WebhookSigner, options: DeliveryOptions | None = None):
-        self.url = url
+    def __init__(self, urls: str | Sequence[str], spread: Spread = "random", seed: int | None = None):
+        self.urls: tuple[str, ...] = (urls,) if isinstance(urls, str) else tuple(urls)
+        if not self.urls:
+            raise ValueError("no webhook target URL")
+        if spread not in SPREADS:
+            raise ValueError(f"unknown spread {spread!r}; expected one of {', '.join(SPREADS)}")
+        self.spread = spread
+        # Its own generator, so target picks on pool threads never shift the chaos switches' draws.
+        self._random = random.Random(None if seed is None else f"targets/{seed}")
+        self._turns = itertools.count()
+        self._lock = threading.Lock()
+
+    def pick(self, failed: Collection[str] = ()) -> str:
+        """The URL for the next attempt; one that already failed this webhook only when all have."""
+        candidates = tuple(url for url in self.urls if url not in failed) or self.urls
+        if len(candidates) == 1:
+            return candidates[0]
+        with self._lock:
+            if self.spread == "round_robin":
+                return candidates[next(self._turns) % len(candidates)]
+            return self._random.choice(candidates)
+
+
+class WebhookDelivery:
+    """Posts events from a thread pool to one webhook URL, or spreads them over several."""
+
+    def __init__(self, url: str | Sequence[str], signer: WebhookSigner, options: DeliveryOptions | None = None):
         self.signer = signer
         self.options = options or DeliveryOptions()
+        self.targets = Targets(url, self.options.spread, self.options.seed)
         self.log = DeliveryLog()
         self._random = random.Random(self.options.seed)
         self._pool = ThreadPoolExecutor(max_workers=self.options.workers, thread_name_prefix="sim-webhook")
         self._local = threading.local()
         self._pending = 0
         self._idle = threading.Condition()
+
+    @property
+    def url(self) -> str:
+        """The first target URL (the only one, unless several were given)."""
+        return self.targets.urls[0]
+
+    @url.setter
+    def url(self, url: str | Sequence[str]) -> None:
+        self.targets = Targets(url, self.options.spread, self.options.seed)
 
     def deliver(self, event: WebhookEvent) -> None:
         """Queue an event; chaos switches may add a duplicate or hold it back."""
@@ -116,9 +159,12 @@ class WebhookDelivery:
         try:
             if delay_s:
                 time.sleep(delay_s)
+            failed: set[str] = set()
             for attempt in range(1, self.options.max_attempts + 1):
-                if self._post(event, attempt, duplicate).ok:
+                record = self._post(event, attempt, duplicate, self.targets.pick(failed))
+                if record.ok:
                     return
+                failed.add(record.target)
                 if attempt < self.options.max_attempts:
                     time.sleep(self.options.backoff_s[min(attempt, len(self.options.backoff_s)) - 1])
         finally:
@@ -126,18 +172,18 @@ class WebhookDelivery:
                 self._pending -= 1
                 self._idle.notify_all()
 
-    def _post(self, event: WebhookEvent, attempt: int, duplicate: bool) -> DeliveryAttempt:
-        body = json.dumps(event.envelope(attempt, self.url)).encode()
+    def _post(self, event: WebhookEvent, attempt: int, duplicate: bool, target: str) -> DeliveryAttempt:
+        body = json.dumps(event.envelope(attempt, target)).encode()
         started = time.monotonic()
         try:
             response = self._session().post(
-                self.url, data=body, headers=self.signer.headers(body), timeout=self.options.timeout_s
+                target, data=body, headers=self.signer.headers(body), timeout=self.options.timeout_s
             )
             status: int | None = response.status_code
         except requests.RequestException:
             status = None
         record = DeliveryAttempt(event.event_id, event.event_type, event.call_control_id, attempt, started,
-                                 time.monotonic() - started, status, duplicate)
+                                 time.monotonic() - started, status, duplicate, target)
         self.log.add(event, record)
         return record
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 
 from simulator.delivery import DeliveryAttempt
 from simulator.fake_telnyx import RequestRecord
-from simulator.network import Network, NetworkOptions
+from simulator.network import Network, NetworkOptions, webhook_urls
 from simulator.runner import ScenarioResult, run_scenario
 from simulator.scenario import Scenario, Step
 from simulator.service import start_service
@@ -72,10 +73,10 @@ def generated_scenario(turns: int) -> Scenario:
                     expect={"outcome": "hung_up_by_assistant", "max_commands_after_hangup": 0})
 
 
-def run_load(calls: int = 20, concurrency: int = 5, turns: int = 2, *, service_url: str | None = None,
-             options: NetworkOptions | None = None, network: Network | None = None,
-             max_duration_s: float = 300.0) -> LoadReport:
-    """Place `calls` calls `concurrency` at a time; start the service under gunicorn unless `service_url` is given."""
+def run_load(calls: int = 20, concurrency: int = 5, turns: int = 2, *,
+             service_url: str | Sequence[str] | None = None, options: NetworkOptions | None = None,
+             network: Network | None = None, max_duration_s: float = 300.0) -> LoadReport:
+    """Place `calls` calls `concurrency` at a time on `service_url` (one or several), else on a gunicorn it starts."""
     options = options or NetworkOptions(speed=0.05)
     options.delivery.workers = max(options.delivery.workers, 4 * concurrency)
     with ExitStack() as stack:
@@ -84,7 +85,7 @@ def run_load(calls: int = 20, concurrency: int = 5, turns: int = 2, *, service_u
         if service_url is None:
             service = stack.enter_context(start_service(network.service_env()))
             service_url = service.url
-        network.webhook_url = f"{service_url.rstrip('/')}/webhooks/telnyx"
+        network.webhook_urls = webhook_urls(service_url)
         return _place_calls(network, calls, concurrency, generated_scenario(turns), max_duration_s)
 
 

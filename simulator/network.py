@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from simulator.carrier import Carrier
@@ -12,6 +13,13 @@ from simulator.signing import WebhookSigner
 from workers import Scheduler
 
 SIMULATED_API_KEY = "simulated-key"
+WEBHOOK_PATH = "/webhooks/telnyx"
+
+
+def webhook_urls(service_urls: str | Sequence[str]) -> tuple[str, ...]:
+    """The webhook endpoint of each service instance, from its base URL."""
+    bases = (service_urls,) if isinstance(service_urls, str) else tuple(service_urls)
+    return tuple(f"{base.rstrip('/')}{WEBHOOK_PATH}" for base in bases)
 
 
 @dataclass
@@ -26,10 +34,10 @@ class NetworkOptions:
 
 
 class Network:
-    """Start it (a context manager), point the service at `service_env()`, then set `webhook_url`."""
+    """Start it (a context manager), point the service at `service_env()`, then set `webhook_url(s)`."""
 
     def __init__(self, options: NetworkOptions | None = None, signer: WebhookSigner | None = None,
-                 webhook_url: str = ""):
+                 webhook_url: str | Sequence[str] = ""):
         self.options = options or NetworkOptions()
         self.signer = signer or WebhookSigner.generate()
         self.scheduler = Scheduler()
@@ -45,6 +53,14 @@ class Network:
     @webhook_url.setter
     def webhook_url(self, url: str) -> None:
         self.delivery.url = url
+
+    @property
+    def webhook_urls(self) -> tuple[str, ...]:
+        return self.delivery.targets.urls
+
+    @webhook_urls.setter
+    def webhook_urls(self, urls: Sequence[str]) -> None:
+        self.delivery.url = urls
 
     def service_env(self) -> dict[str, str]:
         """What the service needs in its environment to talk to this network."""
