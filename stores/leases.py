@@ -70,7 +70,7 @@ class LeasedQueues:
         self._renew = self.redis.register_script(scripts.RENEW)
         self._release = self.redis.register_script(scripts.RELEASE)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="call")
-        self._held: set[str] = set()
+        self._held: dict[str, str] = {}  # lease token -> call id, for each call this process is running
         self._claiming = False
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -95,8 +95,9 @@ class LeasedQueues:
             return int(self.redis.zcard(self.store.key("ready")))
 
     def held(self) -> list[str]:
+        """The calls this process is running now."""
         with self._lock:
-            return sorted(self._held)
+            return sorted(set(self._held.values()))
 
     def idle(self) -> bool:
         """Nothing running here, and (unless shutting down) nothing any process could claim right now.
@@ -161,36 +162,37 @@ class LeasedQueues:
             with self.store.outage.guard():
                 claimed = self._claim(args=[self.store.prefix, self.owner, self.lease_ms, wanted,
                                             self.store.inbox_ttl_ms])
-            for raw in claimed:
-                call_control_id = raw.decode()
+            for raw_id, raw_token in zip(claimed[::2], claimed[1::2], strict=True):
+                call_control_id, token = raw_id.decode(), raw_token.decode()
                 with self._lock:
-                    self._held.add(call_control_id)
-                self._pool.submit(self._run_call, call_control_id)
+                    self._held[token] = call_control_id
+                self._pool.submit(self._run_call, call_control_id, token)
         finally:
             with self._lock:
                 self._claiming = False
-        if claimed and len(claimed) >= wanted:
+        if claimed and len(claimed) >= 2 * wanted:
             self._wake.set()  # there may be more: look again without waiting for the poll
 
     def _renew_leases(self) -> None:
-        held = self.held()
-        if not held:
+        with self._lock:
+            pairs = [item for token, call_control_id in self._held.items() for item in (call_control_id, token)]
+        if not pairs:
             return
         with self.store.outage.guard():
-            lost = self._renew(args=[self.store.prefix, self.owner, self.lease_ms, *held])
+            lost = self._renew(args=[self.store.prefix, self.lease_ms, *pairs])
         for raw in lost:
             log.warning("call=%s lease lapsed while running: another worker may take the call over", raw.decode())
 
     # ------------------------------------------------------------ running one call (a pool thread)
 
-    def _run_call(self, call_control_id: str) -> None:
+    def _run_call(self, call_control_id: str, token: str) -> None:
         try:
             with self.store.outage.guard():
                 raw = self.redis.lindex(self.store.key("inbox:", call_control_id), 0)
             if raw is None:
-                self._give_back(call_control_id)
+                self._give_back(call_control_id, token)
             while raw is not None:
-                raw = self._run_event(call_control_id, raw)
+                raw = self._run_event(call_control_id, token, raw)
         except StoreUnavailable:
             pass  # logged once by the outage; the lease lapses and the events wait in Redis
         except LeaseLost:
@@ -200,13 +202,13 @@ class LeasedQueues:
             log.exception("call=%s background work failed", call_control_id)
         finally:
             with self._lock:
-                self._held.discard(call_control_id)
+                self._held.pop(token, None)
 
-    def _run_event(self, call_control_id: str, raw: bytes) -> bytes | None:
+    def _run_event(self, call_control_id: str, token: str, raw: bytes) -> bytes | None:
         """Run the inbox's first event and commit it; the next event, or None when the lease was given up."""
         with self.store.unit_of_work(call_control_id) as unit:
             self._handle_one(call_control_id, raw)
-        args = self.store.commit_args(unit, self.owner, self.lease_ms, hand_back=self._stopping.is_set())
+        args = self.store.commit_args(unit, token, self.lease_ms, hand_back=self._stopping.is_set())
         with self.store.outage.guard():
             result = self._commit(args=args)
         if result[0] == -1:
@@ -227,6 +229,6 @@ class LeasedQueues:
         except Exception:  # as in memory: log it, keep what the event did, and serve the call's next event
             log.exception("call=%s background work failed", call_control_id)
 
-    def _give_back(self, call_control_id: str) -> None:
+    def _give_back(self, call_control_id: str, token: str) -> None:
         with self.store.outage.guard():
-            self._release(args=[self.store.prefix, call_control_id, self.owner])
+            self._release(args=[self.store.prefix, call_control_id, token])

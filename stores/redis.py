@@ -160,7 +160,7 @@ class RedisStore:
         unit = getattr(self._units, "current", None)
         return unit if unit is not None and unit.call_control_id == call_control_id else None
 
-    def commit_args(self, unit: Unit, owner: str, lease_ms: int, hand_back: bool) -> list:
+    def commit_args(self, unit: Unit, token: str, lease_ms: int, hand_back: bool) -> list:
         """COMMIT's ARGV for what the unit left behind (scripts.py, COMMIT)."""
         op, text, started_at = "none", "", 0.0
         if unit.closed:
@@ -169,7 +169,7 @@ class RedisStore:
             text, started_at = dump_state(unit.state), unit.state.started_at
             op = "save" if text != unit.stored else "none"
         state_ttl_ms = (self.max_call_age_s + STATE_SLACK_S) * 1000
-        args = [self.prefix, unit.call_control_id, owner, lease_ms, op, text, state_ttl_ms,
+        args = [self.prefix, unit.call_control_id, token, lease_ms, op, text, state_ttl_ms,
                 self.max_call_age_s * 1000, started_at, int(hand_back),
                 timer_member(unit.call_control_id, CallExpired())]
         for delay_s, member, _ in unit.timers:

@@ -6,6 +6,7 @@ Redis Cluster):
     P ended:<id>   tombstone of an ended call            P lease:<id>   who runs the call's events now
     P seen:<id>    a webhook id already taken            P ready        zset: call id -> when to look at it
     P timers       zset: "<n>:<call id><event>" -> due   P live         zset: call id -> started_at
+    P claims       a counter that makes every lease token unique
 Times are whole milliseconds of the Redis server's own clock (TIME), so the clocks of the machines never
 matter, and a score is exact (Lua hands numbers to Redis with 14 significant digits).
 """
@@ -45,7 +46,9 @@ return fire(ARGV[1], ARGV[2], now_ms(), ARGV[3])
 """
 
 # ARGV: prefix, owner, lease_ms, wanted, inbox_ttl_ms. Fires the due timers, then leases up to `wanted` calls
-# whose turn has come (new work, or a lease that lapsed). Returns the call ids leased to `owner`.
+# whose turn has come (new work, or a lease that lapsed). A lease's value is `owner` and the call's own claim
+# number, so a later claim of the same call, even by the same process, never shares its token.
+# Returns {call id, token, call id, token, ...}.
 CLAIM = _COMMON + """
 local prefix, owner, lease_ms, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -56,10 +59,12 @@ local claimed = {}
 if wanted < 1 then return claimed end
 for _, cid in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'ready', '-inf', now, 'LIMIT', 0, wanted * 2 + 8)) do
   local lease = prefix .. 'lease:' .. cid
-  if redis.call('SET', lease, owner, 'NX', 'PX', lease_ms) then
+  local token = owner .. '#' .. redis.call('INCR', prefix .. 'claims')
+  if redis.call('SET', lease, token, 'NX', 'PX', lease_ms) then
     redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
     claimed[#claimed + 1] = cid
-    if #claimed >= wanted then break end
+    claimed[#claimed + 1] = token
+    if #claimed >= 2 * wanted then break end
   else
     redis.call('ZADD', prefix .. 'ready', now + math.max(redis.call('PTTL', lease), 1), cid)
   end
@@ -67,15 +72,15 @@ end
 return claimed
 """
 
-# ARGV: prefix, call id, owner, lease_ms, op (save|close|none), state, state_ttl_ms, ended_ttl_ms, started_at,
+# ARGV: prefix, call id, lease token, lease_ms, op (save|close|none), state, state_ttl_ms, ended_ttl_ms, started_at,
 # hand_back (1|0), the call's expiry timer (dropped on close), then (delay_ms, timer member) pairs.
 # Only the lease holder may commit: {-1} otherwise.
 # Writes what the event left behind, drops the event from the inbox, and either keeps the lease, returning
 # {events left, next event}, or gives it up ({0}) when the inbox is empty or the holder hands the call back.
 COMMIT = _COMMON + """
-local prefix, cid, owner, lease_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local prefix, cid, token, lease_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local lease, inbox = prefix .. 'lease:' .. cid, prefix .. 'inbox:' .. cid
-if redis.call('GET', lease) ~= owner then return {-1} end
+if redis.call('GET', lease) ~= token then return {-1} end
 if ARGV[5] == 'save' then
   redis.call('SET', prefix .. 'call:' .. cid, ARGV[6], 'PX', ARGV[7])
   redis.call('ZADD', prefix .. 'live', ARGV[9], cid)
@@ -101,13 +106,13 @@ redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
 return {left, redis.call('LINDEX', inbox, 0)}
 """
 
-# ARGV: prefix, owner, lease_ms, call ids... Extends the owner's leases; returns the ids it no longer holds.
+# ARGV: prefix, lease_ms, then (call id, lease token) pairs. Extends those leases; returns the ids no longer held.
 RENEW = _COMMON + """
-local prefix, owner, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, lease_ms = ARGV[1], tonumber(ARGV[2])
 local now, lost = now_ms(), {}
-for i = 4, #ARGV do
+for i = 3, #ARGV, 2 do
   local lease = prefix .. 'lease:' .. ARGV[i]
-  if redis.call('GET', lease) == owner then
+  if redis.call('GET', lease) == ARGV[i + 1] then
     redis.call('PEXPIRE', lease, lease_ms)
     redis.call('ZADD', prefix .. 'ready', 'XX', now + lease_ms, ARGV[i])
   else
@@ -117,7 +122,7 @@ end
 return lost
 """
 
-# ARGV: prefix, call id, owner. Gives a lease up; events still queued become anyone's at once.
+# ARGV: prefix, call id, lease token. Gives a lease up; events still queued become anyone's at once.
 RELEASE = _COMMON + """
 local prefix, cid = ARGV[1], ARGV[2]
 local lease = prefix .. 'lease:' .. cid
