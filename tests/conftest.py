@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from store_setup import isolated_prefix
 
 from config import build_settings
+from store_setup import isolated_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 

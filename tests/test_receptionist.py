@@ -6,13 +6,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from store_setup import with_own_store
 
 from brains import BrainReply
 from events import CallEvent, parse_event
 from fakes import ManualScheduler, RecordingTelnyx, ScriptedBrain
 from fixtures import encode, load_fixture, with_ids
 from receptionist import STATE_LOST, Receptionist, ServiceStopping
+from store_setup import with_own_store
 from telnyx_client import TelnyxHTTPError, command_id_for
 
 pytestmark = pytest.mark.both_stores

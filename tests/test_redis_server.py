@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+
 import redis_server
 from redis_server import RedisServer, RedisServerError, missing_redis_message, require_redis_or_skip
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis_server import RedisServer, require_redis_or_skip
-from tcp_proxy import TcpProxy
 
 from background import wait_until
+from redis_server import RedisServer, require_redis_or_skip
+from tcp_proxy import TcpProxy
 
 DELAY_S = 0.2
 

@@ -27,7 +27,6 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-from store_setup import isolated_prefix
 
 from app import create_app
 from background import settle
@@ -38,6 +37,7 @@ from receptionist import Receptionist
 from simulator import events
 from simulator.events import Leg, WebhookEvent
 from simulator.signing import WebhookSigner
+from store_setup import isolated_prefix
 from telnyx_client import CallControl
 
 pytestmark = pytest.mark.both_stores
