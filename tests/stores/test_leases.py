@@ -166,7 +166,7 @@ def test_a_process_shutting_down_hands_its_call_back_at_once(processes):
     b.store.queues.begin_shutdown()
     b.store.queues.shutdown()  # only a is left running until it begins shutting down
     a.store.begin_shutdown()
-    c = processes("c", lease_s=10.0)
+    processes("c", lease_s=10.0)  # the process that takes the call over
     started = time.monotonic()
     hold.set()
     assert wait_until(lambda: ran(processes.log, "v3:handback") == [0, 1, 2, 3], 5), processes.log
