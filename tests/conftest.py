@@ -36,7 +36,8 @@ def redis_server():
     Skipped with one line saying how to install it when the binary is missing (a failure in CI, where
     .ci/run sets RECEPTIONIST_REQUIRE_REDIS=1).
     """
-    from redis_server import RedisServer, require_redis_or_skip
+    from redis_available import require_redis_or_skip
+    from simulator.redis_server import RedisServer
 
     require_redis_or_skip()
     with RedisServer() as server:

@@ -1,4 +1,5 @@
-"""The real-redis helper (tests/redis_server.py): ports, persistence across restart and kill, clean-up, skip rules."""
+"""The real-redis helper (simulator/redis_server.py) and the skip rule (tests/redis_available.py): ports,
+persistence across restart and kill, clean-up, skip rules."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-import redis_server
-from redis_server import RedisServer, RedisServerError, missing_redis_message, require_redis_or_skip
+import redis_available
+from redis_available import require_redis_or_skip
+from simulator import redis_server
+from simulator.redis_server import RedisServer, RedisServerError, missing_redis_message
 
 
 @pytest.fixture
@@ -124,8 +127,8 @@ def test_a_port_taken_while_stopped_fails_the_restart_with_the_server_log(needs_
 
 
 def test_without_the_binary_a_test_is_skipped_with_how_to_install(monkeypatch):
-    monkeypatch.setattr(redis_server, "redis_server_binary", lambda: None)
-    monkeypatch.delenv(redis_server.REQUIRE_ENV, raising=False)
+    monkeypatch.setattr(redis_available, "redis_server_binary", lambda: None)
+    monkeypatch.delenv(redis_available.REQUIRE_ENV, raising=False)
     with pytest.raises(pytest.skip.Exception) as skipped:
         require_redis_or_skip()
     assert skipped.value.msg == missing_redis_message()
@@ -135,8 +138,8 @@ def test_without_the_binary_a_test_is_skipped_with_how_to_install(monkeypatch):
 
 
 def test_without_the_binary_and_redis_required_the_test_fails(monkeypatch):
-    monkeypatch.setattr(redis_server, "redis_server_binary", lambda: None)
-    monkeypatch.setenv(redis_server.REQUIRE_ENV, "1")
+    monkeypatch.setattr(redis_available, "redis_server_binary", lambda: None)
+    monkeypatch.setenv(redis_available.REQUIRE_ENV, "1")
     with pytest.raises(pytest.fail.Exception) as failed:
         require_redis_or_skip()
     assert failed.value.msg == missing_redis_message()

@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from background import wait_until
-from redis_server import RedisServer, require_redis_or_skip
+from redis_available import require_redis_or_skip
+from simulator.redis_server import RedisServer
 from tcp_proxy import TcpProxy
 
 DELAY_S = 0.2

@@ -1,4 +1,6 @@
-"""A real redis-server for tests: a free loopback port, a temporary directory of its own, stopped when done.
+"""A real redis-server on loopback: a free port, a temporary directory of its own, stopped when done.
+
+For the tests, the benchmark and `python -m simulator demo --redis`; never a production Redis.
 
 Usage::
 
@@ -10,15 +12,13 @@ Usage::
     with RedisServer(appendonly=True) as server:  # every write fsynced to the AOF: survives restart() and kill()
         ...
 
-Fixtures call `require_redis_or_skip()` first: without the binary a test is skipped with a one-line hint, or
-fails when RECEPTIONIST_REQUIRE_REDIS=1 (CI sets it, so a missing server can never pass as a skip).
+Test fixtures call tests/redis_available.py's `require_redis_or_skip()` first.
 The server reads no config file, binds 127.0.0.1 only, and writes nothing outside its directory (its log,
 and the AOF when asked for); leaving the `with` block stops it and removes the directory.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -27,10 +27,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-import pytest
-
 HOST = "127.0.0.1"
-REQUIRE_ENV = "RECEPTIONIST_REQUIRE_REDIS"
 STOP_TIMEOUT_S = 10.0
 # The free port is found by binding port 0 and letting go; another process may take it before redis binds.
 PORT_ATTEMPTS = 3
@@ -55,16 +52,6 @@ def missing_redis_message() -> str:
         "redis-server not found on PATH: install it with `apt-get install -y redis-server` (Debian/Ubuntu) "
         "or `brew install redis` (macOS)"
     )
-
-
-def require_redis_or_skip() -> str:
-    """The redis-server path; without one, skip the test, or fail it when RECEPTIONIST_REQUIRE_REDIS=1."""
-    binary = redis_server_binary()
-    if binary is None:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(missing_redis_message(), pytrace=False)
-        pytest.skip(missing_redis_message())
-    return binary
 
 
 class RedisServer:
