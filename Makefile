@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run demo test lint bench soak clean
+.PHONY: venv run demo demo-redis test lint bench soak clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,10 @@ run: venv
 
 demo: venv
 	$(BIN)/python -m simulator demo
+
+# The same calls on the scaled-out service: a temporary redis-server, two instances of two workers.
+demo-redis: venv
+	$(BIN)/python -m simulator demo --redis
 
 test: venv
 	$(BIN)/ruff check .

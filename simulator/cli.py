@@ -13,6 +13,7 @@ from simulator.delivery import SPREADS, DeliveryOptions
 from simulator.faults import FaultPlan
 from simulator.load import run_load
 from simulator.network import Network, NetworkOptions, webhook_urls
+from simulator.redis_server import RedisServerError
 from simulator.runner import run_scenarios
 from simulator.scenario import ScenarioError, all_scenario_paths, load_scenario
 from simulator.service import ServiceError, start_service
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ScenarioError, ServiceError) as exc:
+    except (ScenarioError, ServiceError, RedisServerError) as exc:
         print(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
@@ -52,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve_fake)
     demo = commands.add_parser("demo", help="start everything, run every scenario, stop everything")
     demo.add_argument("--speed", type=float, default=0.1, help="speech duration factor (1.0 = real time)")
+    demo.add_argument("--redis", action="store_true",
+                      help="scaled out: a temporary redis-server, two instances of two workers, webhooks spread "
+                           "at random (needs redis-server installed)")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
@@ -136,4 +140,4 @@ def cmd_serve_fake(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from simulator.demo import run_demo
 
-    return 0 if run_demo(speed=args.speed) else 1
+    return 0 if run_demo(speed=args.speed, redis=args.redis) else 1

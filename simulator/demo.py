@@ -1,24 +1,55 @@
-"""`make demo`: a key pair, the fake Telnyx, the service under gunicorn, every scenario, then a clean stop."""
+"""`make demo`: a key pair, the fake Telnyx, the service under gunicorn, every scenario, then a clean stop.
+
+`make demo-redis` runs the same scenarios on the scaled-out service: a redis-server started for the demo, two
+instances of two workers each sharing it, and every webhook delivered to a random instance.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
+from simulator.delivery import DeliveryOptions
 from simulator.network import Network, NetworkOptions
+from simulator.redis_server import RedisServer
 from simulator.runner import run_scenarios
 from simulator.scenario import all_scenario_paths, load_scenario
-from simulator.service import start_service
+from simulator.service import Service, start_service
+
+REDIS_INSTANCES, REDIS_WORKERS = 2, 2
 
 
-def run_demo(speed: float = 0.1, out: Callable[[str], None] = print) -> bool:
+def run_demo(speed: float = 0.1, out: Callable[[str], None] = print, redis: bool = False) -> bool:
     """Run every scenario end to end; True when every call met its expectations."""
     scenarios = [load_scenario(path) for path in all_scenario_paths()]
-    with Network(NetworkOptions(speed=speed)) as network:
+    options = NetworkOptions(speed=speed, delivery=DeliveryOptions(spread="random"))
+    with Network(options) as network:
         out(f"fake Telnyx API   {network.fake.base_url}")
         out(f"webhook key       {network.signer.public_key_b64} (TELNYX_PUBLIC_KEY)")
-        with start_service(network.service_env()) as service:
-            network.webhook_url = service.webhook_url
-            out(f"service           {service.url} (gunicorn, config.example.yml, offline brain)")
-            out(f"call log          {service.call_log_path}\n")
-            results = run_scenarios(network, scenarios, service.call_log_path, out=out)
+        with _services(network, redis, out) as services:
+            network.webhook_urls = [service.webhook_url for service in services]
+            out(f"call log          {services[0].call_log_path}\n")
+            results = run_scenarios(network, scenarios, services[0].call_log_path, out=out)
     return all(result.passed for result in results)
+
+
+@contextmanager
+def _services(network: Network, redis: bool, out: Callable[[str], None]) -> Iterator[list[Service]]:
+    """One gunicorn in memory; or a Redis and REDIS_INSTANCES gunicorns of REDIS_WORKERS workers sharing it."""
+    with ExitStack() as stack:
+        if not redis:
+            service = stack.enter_context(start_service(network.service_env()))
+            out(f"service           {service.url} (gunicorn, config.example.yml, offline brain)")
+            yield [service]
+            return
+        server = stack.enter_context(RedisServer())
+        shared = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="receptionist-demo-")))
+        env = {**network.service_env(), "REDIS_URL": server.url, "WEB_CONCURRENCY": str(REDIS_WORKERS)}
+        overrides = {"call_log.path": str(shared / "call_log.jsonl")}  # one call log, whichever instance wrote
+        out(f"redis             {server.url} (a temporary redis-server, no persistence)")
+        services = [stack.enter_context(start_service(env, overrides=overrides)) for _ in range(REDIS_INSTANCES)]
+        for service in services:
+            out(f"service           {service.url} (gunicorn, {REDIS_WORKERS} workers, on Redis)")
+        yield services

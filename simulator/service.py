@@ -47,7 +47,7 @@ def free_port() -> int:
 
 
 def write_config(directory: Path, overrides: Mapping[str, Any] | None = None) -> tuple[Path, Path]:
-    """A copy of config.example.yml with the call log in `directory` and dotted overrides applied."""
+    """A copy of config.example.yml with the call log in `directory` (unless overridden) and dotted overrides."""
     raw = yaml.safe_load((ROOT / "config.example.yml").read_text(encoding="utf-8"))
     call_log = directory / "call_log.jsonl"
     raw.setdefault("call_log", {})["path"] = str(call_log)
@@ -59,7 +59,7 @@ def write_config(directory: Path, overrides: Mapping[str, Any] | None = None) ->
         node[leaf] = value
     path = directory / "config.yml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return path, call_log
+    return path, Path(raw["call_log"]["path"])  # an override may share one call log between instances
 
 
 def gunicorn_command(port: int) -> list[str]:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from redis_available import require_redis_or_skip
 from simulator.delivery import DeliveryOptions
+from simulator.demo import run_demo
 from simulator.faults import FaultPlan
 from simulator.load import run_load
 from simulator.network import Network, NetworkOptions
@@ -68,3 +70,13 @@ def test_small_load_run_reports_its_figures():
     assert report.turn_latency_ms.p50 is not None and report.webhook_ack_ms.p99 is not None
     assert report.duplicate_effects == 0
     assert report.commands_per_call >= 5  # answer, speak, transcription_start, replies, hangup
+
+
+def test_the_scaled_out_demo_meets_every_scenario_over_two_instances_on_redis():
+    """`make demo-redis`: its own redis-server, two instances of two workers, webhooks spread at random."""
+    require_redis_or_skip()
+    lines: list[str] = []
+    assert run_demo(speed=0.05, out=lines.append, redis=True), "\n".join(lines[-40:])
+    services = [line for line in lines if line.startswith("service ") and "on Redis" in line]
+    assert len(services) == 2 and any(line.startswith("redis ") for line in lines)
+    assert lines[-1] == f"{len(all_scenario_paths())}/{len(all_scenario_paths())} scenarios met their expectations"
