@@ -80,6 +80,8 @@ class Unit:
 
 
 class RedisStore:
+    """The Store on Redis: calls, seen ids, tombstones and timers under `redis.key_prefix` (stores/scripts.py)."""
+
     outlives_process = True
 
     def __init__(self, settings: Settings, scheduler: Scheduler, clock: Callable[[], float]):
