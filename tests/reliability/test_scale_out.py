@@ -120,11 +120,14 @@ class Deployment:
 
     @property
     def webhook_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}/webhooks/telnyx" for port in self.ports.values()]
+        """The running instances' webhook URLs."""
+        return [service.webhook_url for service in self.instances.values()]
 
     def close(self) -> None:
-        """Stop every instance, all at once: each one's graceful stop waits out its kept-alive connections."""
-        at_once(self._forget, list(self.instances))
+        """Kill what is still running once the test is done: nothing is asserted about this stop, and a graceful
+        one would wait 2 s for the simulator's kept-alive connections (gunicorn's linger) in every test."""
+        for name in list(self.instances):
+            self.kill(name)
 
     def _forget(self, name: str) -> None:
         self.past_logs[name] += self.instances.pop(name).log()
@@ -148,6 +151,7 @@ def deployment(model: FakeOpenAI, redis_url: str, names: tuple[str, ...] = ("A",
 
 
 def signal_workers(service: Service, signum: int) -> list[int]:
+    """Send `signum` to every worker of the instance (not its master); the workers signalled."""
     workers = service.workers()
     for pid in workers:
         os.kill(pid, signum)
@@ -194,9 +198,9 @@ def conversation(network: Network, turns: int) -> SimCall:
     return call
 
 
-def script(turns: int, *, silent_after: bool = True) -> list[str]:
+def script(turns: int) -> list[str]:
     """What a caller who asks `turns` questions and then stays silent hears, in order."""
-    return [GREETING, *[REPLY_TEXT] * turns, *([REPROMPT, GOODBYE] if silent_after else [])]
+    return [GREETING, *[REPLY_TEXT] * turns, REPROMPT, GOODBYE]
 
 
 # ---------------------------------------------------------------- judging the outcome
@@ -261,9 +265,8 @@ def test_two_instances_of_two_workers_share_calls_whose_webhooks_land_anywhere(f
     calls_n = 10
     turns = {i: 2 + i % 2 for i in range(calls_n)}  # 2 or 3 questions, then silence
     fake_model.default = Delay(0.2, REPLY)
-    started = time.monotonic()
     with deployment(fake_model, redis_server.url) as deployed:
-        network = deployed.network
+        network, started = deployed.network, time.monotonic()
         calls = at_once(lambda i: conversation(network, turns[i]), range(calls_n))
         took = time.monotonic() - started
         quiet = deployed.quiet()
@@ -271,7 +274,7 @@ def test_two_instances_of_two_workers_share_calls_whose_webhooks_land_anywhere(f
         by_target = Counter(a.target for a in attempts(network) if a.ok)
         ran_events = {name: "event=call.transcription" in deployed.log(name) for name in deployed.instances}
         delivery, codes, logs = delivery_problems(network), statuses(network), deployed.logs()
-        urls = deployed.webhook_urls
+        urls = network.webhook_urls
     assert sum(judged, []) == [], judged
     assert delivery == [] and set(codes) == {200}, (delivery, codes)
     assert quiet, "a call was left open"
@@ -280,9 +283,9 @@ def test_two_instances_of_two_workers_share_calls_whose_webhooks_land_anywhere(f
     assert tracebacks(logs) == []
     record("2 instances x 2 workers on one Redis, each webhook to a random instance", calls_n,
            sum(not problems for problems in judged),
-        f"{sum(turns.values())} turns answered by the model, {calls_n} silence reprompts and goodbyes; "
-        f"{sum(by_target.values())} webhooks, {' / '.join(str(by_target[u]) for u in urls)} per instance; "
-        f"no command acted on twice; {took:.1f} s")
+           f"{sum(turns.values())} turns answered by the model, {calls_n} silence reprompts and goodbyes; "
+           f"{sum(by_target.values())} webhooks, {' / '.join(str(by_target[u]) for u in urls)} per instance; "
+           f"no command acted on twice; the calls took {took:.1f} s")
 
 
 # ---------------------------------------------------------------- 2. a whole instance lost mid-reply
@@ -325,7 +328,7 @@ def test_an_instance_killed_while_computing_replies_is_taken_over_by_the_other(f
         signal_workers(b, signal.SIGCONT)
         killed = deployed.kill("A")
         killed_at = time.monotonic()
-        network.webhook_urls = deployed.webhook_urls  # A's URL stays in the pool: its attempts are refused
+        network.webhook_urls = [a.webhook_url, b.webhook_url]  # A's URL stays in the pool: attempts on it are refused
         answered = at_once(lambda call: replied(network, call, 1, LEASE_S + TURN_TIMEOUT_S) and ask(network, call)
                            and ended(network, call), talkers)
         endings = at_once(lambda call: ended(network, call), silent)
@@ -354,52 +357,56 @@ def test_an_instance_killed_while_computing_replies_is_taken_over_by_the_other(f
            f"instance refused and delivered again; no command acted on twice")
 
 
-# ---------------------------------------------------------------- 6. a lease holder that is only slow
+# ---------------------------------------------------------------- 3. a rolling restart
 
 
-def test_a_lease_holder_frozen_past_its_lease_is_fenced_when_it_wakes(fake_model, redis_server):
-    """The worker computing a reply is stopped (SIGSTOP) for longer than its lease: the other worker takes the
-    call over and answers; woken (SIGCONT), the first one sends the same speak (same command_id, so Telnyx
-    ignores it) and its commit is refused ("lease lost"). The caller hears the answer once."""
-    fake_model.enqueue(Delay(1.0, REPLY))  # the frozen worker's reply: in its socket before it wakes
-    fake_model.default = Delay(0.2, REPLY)
-    with deployment(fake_model, redis_server.url, ("A",)) as deployed, \
-            redis.Redis.from_url(redis_server.url) as client:
-        network, service = deployed.network, deployed.instances["A"]
-        call = place(network)
-        assert greeted(network, call)
-        network.carrier.say(call, QUESTION, 0.95)
-        fake_model.wait_for_requests(1, TURN_TIMEOUT_S)
-        frozen = lease_holder(client, deployed.prefix, call)
-        assert frozen in service.workers(), (frozen, service.workers())
-        os.kill(frozen, signal.SIGSTOP)
-        try:
-            frozen_at = time.monotonic()
-            answered = replied(network, call, 1)  # while the holder is frozen: another worker answered
-            answered_s = time.monotonic() - frozen_at
-        finally:
-            os.kill(frozen, signal.SIGCONT)
-        fenced = wait_until(lambda: f"call={call.call_control_id} lease lost" in service.log(), 5)
-        speaks = [r for r in network.fake.requests_for(call.call_control_id, action="speak")
-                  if r.body.get("payload") == REPLY_TEXT]
-        later = ask(network, call) and ended(network, call)
-        judged = call_problems(network, call, script(2))
-        quiet, delivery = deployed.quiet(), delivery_problems(network)
-        asked = len(fake_model.requests)
-        log = service.log()
-    first = speaks[:2]
-    assert answered and answered_s > LEASE_S, (answered, answered_s)
-    assert fenced, log[-2000:]
-    assert len({r.command_id for r in first}) == 1 and [r.acted for r in first] == [True, False], first
-    assert first[1].deduplicated and first[1].status == 200
-    assert later and judged == [], judged
-    assert asked == 3, asked  # the frozen worker's question, the taker's, and the later turn
-    assert delivery == [] and quiet
-    assert tracebacks(log) == []
-    record("a lease holder frozen (SIGSTOP) past its lease, then woken", 1, int(not judged),
-           f"taken over and answered {answered_s:.1f} s after the freeze (lease_s {LEASE_S}); the woken worker sent "
-           f"the same speak command_id ({len(first)} requests, Telnyx acted once) and its commit was refused "
-           f"('lease lost'); the caller heard the answer once")
+PACE_S = 0.05
+
+
+def paced_conversation(network: Network, index: int, turns: int) -> SimCall:
+    """A whole call, starting `index` x PACE_S after the first: calls keep arriving through the restart."""
+    time.sleep(index * PACE_S)  # pacing, not synchronisation: each call then waits only on what it hears
+    return conversation(network, turns)
+
+
+@pytest.mark.soak
+def test_a_rolling_restart_with_50_calls_in_flight_loses_nothing_and_does_nothing_twice(fake_model, redis_server):
+    """A is stopped (SIGTERM) while B serves, started again, then B the same way. The load balancer keeps sending to
+    an instance until it has exited (an attempt it refuses is delivered again to the other) and sends to it again
+    once its health check passes (gunicorn listens before its workers can answer)."""
+    calls_n, turns = 50, 3
+    fake_model.default = Delay(0.5, REPLY)
+    # Two cores run 50 callers, four workers and a booting instance: a turn can take a while to be heard.
+    overrides = {"dialog.silence_timeout_s": 3.0}
+    with deployment(fake_model, redis_server.url, overrides=overrides) as deployed, \
+            ThreadPoolExecutor(max_workers=calls_n, thread_name_prefix="caller") as pool:
+        network = deployed.network
+        running = [pool.submit(paced_conversation, network, i, turns) for i in range(calls_n)]
+        assert wait_until(lambda: sum(call.answered for call in network.carrier.calls) == calls_n, TURN_TIMEOUT_S)
+        steps = []
+        for name in ("A", "B"):
+            started = time.monotonic()
+            code, live = deployed.stop(name), sum(not call.ended for call in network.carrier.calls)
+            stopped = time.monotonic()
+            network.webhook_urls = deployed.webhook_urls
+            deployed.start(name)
+            network.webhook_urls = deployed.webhook_urls
+            steps.append((name, code, stopped - started, time.monotonic() - stopped, live))
+        calls = [future.result() for future in running]
+        judged = [call_problems(network, call, script(turns)) for call in calls]
+        quiet, delivery, codes, log = deployed.quiet(), delivery_problems(network), statuses(network), deployed.logs()
+    assert [code for _, code, *_ in steps] == [0, 0], steps
+    assert all(stop_s < 10 for _, _, stop_s, *_ in steps), steps
+    assert all(live > 0 for *_, live in steps), "calls were in flight at each stop"
+    assert sum(judged, []) == [], judged
+    assert delivery == [] and quiet, delivery
+    assert "queued event(s) dropped" not in log and tracebacks(log) == []
+    record("rolling restart (SIGTERM A, start A, SIGTERM B, start B) with 50 calls in flight", calls_n,
+           sum(not problems for problems in judged),
+           "; ".join(f"{name} exit {code} after {stop_s:.1f} s with {live} calls live, up again in {start_s:.1f} s"
+                     for name, code, stop_s, start_s, live in steps)
+           + f"; {calls_n * turns} turns answered once each; {codes['no answer']} attempts refused and "
+             f"{codes[503]} answered 503, all delivered again; no command acted on twice")
 
 
 # ---------------------------------------------------------------- 4. Redis restarted mid-call
@@ -432,7 +439,7 @@ class Restart:
     silent: list[SimCall]  # listening, their silence timer armed
     speakers: list[SimCall]  # spoke while Redis was down
     window_s: float
-    refused_health: list[tuple[int, str]]
+    health_while_down: list[tuple[int, str]]  # each instance's /healthz: (status code, status)
     restarted_at: float
 
     @property
@@ -484,7 +491,7 @@ def test_redis_restarted_with_appendonly_loses_nothing(fake_model, redis_appendo
         judged += [call_problems(network, call, script(1)) for call in caught.speakers]
         quiet, delivery, codes = deployed.quiet(), delivery_problems(network), statuses(network)
         log = deployed.logs()
-    assert caught.refused_health == [(503, "store_unavailable")], caught.refused_health
+    assert caught.health_while_down == [(503, "store_unavailable")], caught.health_while_down
     assert all(talked) and all(spoke) and all(waited), (talked, spoke, waited)
     assert reprompted_after == [True] * len(caught.silent), "timers armed before the restart fire after it"
     assert sum(judged, []) == [], judged
@@ -520,17 +527,18 @@ def test_redis_restarted_without_persistence_loses_the_calls_state_and_callers_a
         judged += [call_problems(network, call, [GREETING, FALLBACK], "caller")
                    for call in [*caught.silent, *caught.speakers]]
         destinations = [call.transfers for call in caught.calls]
+        kept = sum(not heard(call, FALLBACK) for call in caught.calls)
         fenced = [f"call={call.call_control_id} lease lost" in deployed.log("A") for call in caught.talkers]
         quiet, delivery, codes = deployed.quiet(), delivery_problems(network), statuses(network)
         log = deployed.logs()
-    assert caught.refused_health == [(503, "store_unavailable")], caught.refused_health
+    assert caught.health_while_down == [(503, "store_unavailable")], caught.health_while_down
     assert spoken == [True] * len(caught.talkers) and fenced == [True] * len(caught.talkers), (spoken, fenced)
     assert reprompted == [False] * len(reprompted), reprompted
     assert all(transferred) and destinations == [[FRONT_DESK]] * len(caught.calls), destinations
     assert sum(judged, []) == [], judged
     assert delivery == [] and codes[503] >= len(caught.speakers) and quiet, (delivery, codes)
     assert tracebacks(log) == []
-    record("Redis restarted mid-call without persistence: conversations kept (known loss)", len(caught.calls), 0,
+    record("Redis restarted mid-call without persistence: conversations kept (known loss)", len(caught.calls), kept,
            f"state, timers and leases gone: {sum(spoken)} of {len(spoken)} replies being computed still spoken "
            f"(commit refused, 'lease lost'); {sum(reprompted)} of {len(reprompted)} silence reprompts fired; every "
            f"caller's next turn got the fallback line and a transfer to the front desk")
@@ -558,9 +566,9 @@ def acked_within(network: Network, since: float, status: int) -> list[float]:
 
 
 def test_redis_slow_then_hung_refuses_webhooks_with_503_and_recovers_without_a_restart(fake_model, redis_server):
-    """Slow: every turn is answered as usual. Hung: webhooks are refused with 503 (so delivered again), /healthz
-    says store_unavailable, and once Redis answers again every call goes on, including the timers of the slow
-    phase's callers that came due while it hung."""
+    """Slow: every turn is answered as usual. Hung: webhooks are refused with 503 (so delivered again) and /healthz
+    says store_unavailable; once Redis answers again, without a restart, the turns and the call refused meanwhile
+    are answered, and the slow phase's callers, silent throughout, are reprompted and said goodbye to."""
     fake_model.default = Delay(0.2, REPLY)
     silence_s = 2.5  # a turn refused while Redis hangs is delivered again well before the silence timer is due
     overrides = {"redis.timeout_s": REDIS_TIMEOUT_S, "dialog.silence_timeout_s": silence_s}
@@ -629,3 +637,51 @@ def test_at_the_default_redis_timeout_a_hung_redis_is_refused_before_telnyx_stop
         proxy.paused = False
     assert answer.status_code == 503, answer.status_code
     assert took < telnyx_waits_s, f"503 after {took:.2f} s"
+
+
+# ---------------------------------------------------------------- 6. a lease holder that is only slow
+
+
+def test_a_lease_holder_frozen_past_its_lease_is_fenced_when_it_wakes(fake_model, redis_server):
+    """The worker computing a reply is stopped (SIGSTOP) for longer than its lease: the other worker takes the
+    call over and answers; woken (SIGCONT), the first one sends the same speak (same command_id, so Telnyx
+    ignores it) and its commit is refused ("lease lost"). The caller hears the answer once."""
+    fake_model.enqueue(Delay(1.0, REPLY))  # the frozen worker's reply: in its socket before it wakes
+    fake_model.default = Delay(0.2, REPLY)
+    with deployment(fake_model, redis_server.url, ("A",)) as deployed, \
+            redis.Redis.from_url(redis_server.url) as client:
+        network, service = deployed.network, deployed.instances["A"]
+        call = place(network)
+        assert greeted(network, call)
+        network.carrier.say(call, QUESTION, 0.95)
+        fake_model.wait_for_requests(1, TURN_TIMEOUT_S)
+        frozen = lease_holder(client, deployed.prefix, call)
+        assert frozen in service.workers(), (frozen, service.workers())
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            frozen_at = time.monotonic()
+            answered = replied(network, call, 1)  # while the holder is frozen: another worker answered
+            answered_s = time.monotonic() - frozen_at
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        fenced = wait_until(lambda: f"call={call.call_control_id} lease lost" in service.log(), 5)
+        speaks = [r for r in network.fake.requests_for(call.call_control_id, action="speak")
+                  if r.body.get("payload") == REPLY_TEXT]
+        later = ask(network, call) and ended(network, call)
+        judged = call_problems(network, call, script(2))
+        quiet, delivery = deployed.quiet(), delivery_problems(network)
+        asked = len(fake_model.requests)
+        log = service.log()
+    first = speaks[:2]
+    assert answered and answered_s > LEASE_S, (answered, answered_s)
+    assert fenced, log[-2000:]
+    assert len({r.command_id for r in first}) == 1 and [r.acted for r in first] == [True, False], first
+    assert first[1].deduplicated and first[1].status == 200
+    assert later and judged == [], judged
+    assert asked == 3, asked  # the frozen worker's question, the taker's, and the later turn
+    assert delivery == [] and quiet
+    assert tracebacks(log) == []
+    record("a lease holder frozen (SIGSTOP) past its lease, then woken", 1, int(not judged),
+           f"taken over and answered {answered_s:.1f} s after the freeze (lease_s {LEASE_S}); the woken worker sent "
+           f"the same speak command_id ({len(first)} requests, Telnyx acted once) and its commit was refused "
+           f"('lease lost'); the caller heard the answer once")
