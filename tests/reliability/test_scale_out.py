@@ -369,7 +369,7 @@ def paced_conversation(network: Network, index: int, turns: int) -> SimCall:
     return conversation(network, turns)
 
 
-@pytest.mark.soak
+@pytest.mark.soak  # ~20 s of 50 calls loading both cores: left out of the default run, which stays under 90 s
 def test_a_rolling_restart_with_50_calls_in_flight_loses_nothing_and_does_nothing_twice(fake_model, redis_server):
     """A is stopped (SIGTERM) while B serves, started again, then B the same way. The load balancer keeps sending to
     an instance until it has exited (an attempt it refuses is delivered again to the other) and sends to it again
