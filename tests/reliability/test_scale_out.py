@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -344,8 +345,8 @@ def test_an_instance_killed_while_computing_replies_is_taken_over_by_the_other(f
     assert set(holders) <= set(a_workers) and set(killed) == set(a_workers) and held, (holders, a_workers, killed)
     assert armed and unheard == [0] * silent_n, "the silence timers were armed before the kill, and had not fired"
     assert all(answered) and all(endings), (answered, endings)
-    assert len(answer_s) == talkers_n and max(answer_s) < LEASE_S + 3, answer_s
-    assert len(reprompt_delays) == silent_n and max(reprompt_delays) < SILENCE_S + 1.5, reprompt_delays
+    assert len(answer_s) == talkers_n and max(answer_s) < LEASE_S + 4, answer_s
+    assert len(reprompt_delays) == silent_n and max(reprompt_delays) < SILENCE_S + 2, reprompt_delays
     assert sum(judged, []) == [], judged
     assert delivery == [] and quiet
     assert tracebacks(b_log) == []
@@ -363,50 +364,62 @@ def test_an_instance_killed_while_computing_replies_is_taken_over_by_the_other(f
 PACE_S = 0.05
 
 
-def paced_conversation(network: Network, index: int, turns: int) -> SimCall:
-    """A whole call, starting `index` x PACE_S after the first: calls keep arriving through the restart."""
+def caller_until(network: Network, index: int, done: threading.Event) -> tuple[SimCall, int]:
+    """Calls `index` x PACE_S after the first, asks until `done` is set (once at least), then stays silent.
+
+    The call and how many questions were answered."""
     time.sleep(index * PACE_S)  # pacing, not synchronisation: each call then waits only on what it hears
-    return conversation(network, turns)
+    call, turns = place(network), 0
+    if greeted(network, call):
+        while ask(network, call):
+            turns += 1
+            if done.is_set():
+                break
+        ended(network, call)
+    return call, turns
 
 
-@pytest.mark.soak  # ~20 s of 50 calls loading both cores: left out of the default run, which stays under 90 s
+@pytest.mark.soak  # ~25 s of 50 calls loading both cores: left out of the default run, which stays under 90 s
 def test_a_rolling_restart_with_50_calls_in_flight_loses_nothing_and_does_nothing_twice(fake_model, redis_server):
-    """A is stopped (SIGTERM) while B serves, started again, then B the same way. The load balancer keeps sending to
-    an instance until it has exited (an attempt it refuses is delivered again to the other) and sends to it again
-    once its health check passes (gunicorn listens before its workers can answer)."""
-    calls_n, turns = 50, 3
-    fake_model.default = Delay(0.5, REPLY)
+    """A is stopped (SIGTERM) while B serves, started again, then B the same way, while 50 callers keep asking.
+    The load balancer keeps sending to an instance until it has exited (an attempt it refuses is delivered again to
+    the other) and sends to it again once its health check passes (gunicorn listens before its workers answer)."""
+    calls_n = 50
+    fake_model.default = Delay(1.0, REPLY)
     # Two cores run 50 callers, four workers and a booting instance: a turn can take a while to be heard.
     overrides = {"dialog.silence_timeout_s": 3.0}
+    restarted = threading.Event()
     with deployment(fake_model, redis_server.url, overrides=overrides) as deployed, \
             ThreadPoolExecutor(max_workers=calls_n, thread_name_prefix="caller") as pool:
         network = deployed.network
-        running = [pool.submit(paced_conversation, network, i, turns) for i in range(calls_n)]
+        running = [pool.submit(caller_until, network, i, restarted) for i in range(calls_n)]
         assert wait_until(lambda: sum(call.answered for call in network.carrier.calls) == calls_n, TURN_TIMEOUT_S)
         steps = []
         for name in ("A", "B"):
-            started = time.monotonic()
-            code, live = deployed.stop(name), sum(not call.ended for call in network.carrier.calls)
+            started, live = time.monotonic(), sum(not call.ended for call in network.carrier.calls)
+            code = deployed.stop(name)
             stopped = time.monotonic()
             network.webhook_urls = deployed.webhook_urls
             deployed.start(name)
             network.webhook_urls = deployed.webhook_urls
             steps.append((name, code, stopped - started, time.monotonic() - stopped, live))
-        calls = [future.result() for future in running]
-        judged = [call_problems(network, call, script(turns)) for call in calls]
+        restarted.set()
+        results = [future.result() for future in running]
+        judged = [call_problems(network, call, script(turns)) for call, turns in results]
         quiet, delivery, codes, log = deployed.quiet(), delivery_problems(network), statuses(network), deployed.logs()
     assert [code for _, code, *_ in steps] == [0, 0], steps
     assert all(stop_s < 10 for _, _, stop_s, *_ in steps), steps
-    assert all(live > 0 for *_, live in steps), "calls were in flight at each stop"
+    assert [live for *_, live in steps] == [calls_n, calls_n], steps
     assert sum(judged, []) == [], judged
     assert delivery == [] and quiet, delivery
     assert "queued event(s) dropped" not in log and tracebacks(log) == []
     record("rolling restart (SIGTERM A, start A, SIGTERM B, start B) with 50 calls in flight", calls_n,
            sum(not problems for problems in judged),
-           "; ".join(f"{name} exit {code} after {stop_s:.1f} s with {live} calls live, up again in {start_s:.1f} s"
-                     for name, code, stop_s, start_s, live in steps)
-           + f"; {calls_n * turns} turns answered once each; {codes['no answer']} attempts refused and "
-             f"{codes[503]} answered 503, all delivered again; no command acted on twice")
+           "; ".join(f"{name} exit {code} after {stop_s:.1f} s, up again in {start_s:.1f} s"
+                     for name, code, stop_s, start_s, _ in steps)
+           + f"; {sum(turns for _, turns in results)} turns asked through it, each answered once; "
+             f"{codes['no answer']} attempts refused and {codes[503]} answered 503, all delivered again; no command "
+             f"acted on twice")
 
 
 # ---------------------------------------------------------------- 4. Redis restarted mid-call
@@ -607,7 +620,7 @@ def test_redis_slow_then_hung_refuses_webhooks_with_503_and_recovers_without_a_r
     assert all(slow_turns) and all(hung_ok), (slow_turns, hung_ok)
     assert health == [(503, "store_unavailable")] and recovered, (health, recovered)
     assert set(codes) == {200, 503} and delivery == [], (codes, delivery)
-    assert refusals[-1] < 4 * REDIS_TIMEOUT_S + 0.5, refusals
+    assert refusals[-1] < DeliveryOptions().timeout_s, refusals  # before Telnyx stops waiting
     assert sum(judged, []) == [], judged
     assert quiet and tracebacks(log) == []
     record(f"Redis slow: {SLOW_S} s added each way (below redis.timeout_s)", len(slow),
