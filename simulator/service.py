@@ -70,7 +70,7 @@ class Service:
         """
         if self.process.poll() is not None:
             return []
-        os.kill(self.master, signal.SIGSTOP)
+        _signal(self.master, signal.SIGSTOP)
         workers = self.workers()
         for pid in workers:
             _signal(pid, signal.SIGKILL)
