@@ -59,6 +59,7 @@ LEASE_S = 1.0  # the shortest lease the config allows: takeovers within a second
 SILENCE_S = 2.0  # callers answer at once, so a reprompt only ever comes when they mean to stay silent
 TURN_TIMEOUT_S = 10.0  # bounds every wait for one step of a call; CPU is shared with four workers
 WORKERS = 2
+STARTUP_TIMEOUT_S = 60.0  # booting a worker imports the whole app: seconds, more on a shared, loaded machine
 T, R = TypeVar("T"), TypeVar("R")
 
 
@@ -83,7 +84,8 @@ class Deployment:
     def start(self, name: str) -> Service:
         """Start an instance; a restarted one listens where it did before, as behind a load balancer."""
         stack = ExitStack()
-        service = stack.enter_context(start_service(self.env, overrides=self.overrides, port=self.ports.get(name)))
+        service = stack.enter_context(start_service(self.env, overrides=self.overrides, port=self.ports.get(name),
+                                                    startup_timeout_s=STARTUP_TIMEOUT_S))
         self.instances[name], self._stacks[name] = service, stack
         self.ports[name] = int(service.url.rsplit(":", 1)[1])
         return service
