@@ -1,5 +1,9 @@
 """RELIABILITY: the process is stopped (SIGTERM) or its worker killed (SIGKILL) while calls are in progress.
 
+These tests cover the in-memory store (no REDIS_URL, one worker), where calls live and die with the process.
+What a crash or a deploy does to calls kept in Redis (several workers and instances, leases, takeovers) is in
+test_scale_out.py.
+
 SIGTERM (a deploy, a restart): every webhook request the worker has already accepted is answered; a webhook
 for a call the stopping process does not hold (a new call above all) gets 503, so Telnyx delivers it again
 and nobody is answered by a process that is leaving; the work already queued (a reply being computed, a
