@@ -180,8 +180,10 @@ class LeasedQueues:
             return
         with self.store.outage.guard():
             lost = self._renew(args=[self.store.prefix, self.lease_ms, *pairs])
-        for raw in lost:
-            log.warning("call=%s lease lapsed while running: another worker may take the call over", raw.decode())
+        with self._lock:
+            still_running = set(self._held.values())
+        for call_control_id in {raw.decode() for raw in lost} & still_running:  # not just committed and let go
+            log.warning("call=%s lease lapsed while running: another worker may take the call over", call_control_id)
 
     # ------------------------------------------------------------ running one call (a pool thread)
 

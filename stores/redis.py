@@ -90,7 +90,9 @@ class RedisStore:
             settings.secrets.redis_url,
             socket_timeout=config.timeout_s,
             socket_connect_timeout=config.timeout_s,
-            retry=Retry(NoBackoff(), 1),  # one quick retry on a fresh connection: a restarted Redis
+            # One quick retry on a fresh connection after a dropped one (a restarted Redis); a timeout is not
+            # retried, so a hung Redis is refused (503) after timeout_s, before Telnyx stops waiting.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             health_check_interval=10,
         )
         self.prefix = config.key_prefix

@@ -77,8 +77,8 @@ def test_redis_down_refuses_webhooks_with_503_logs_once_and_recovers_without_a_r
     service, post_webhook = redis_app(private_redis.url)
     client = service.test_client()
     initiated, answered = new_call()
-    private_redis.stop()
     with watching_logs(logging.INFO) as records:
+        private_redis.stop()
         answers = [post_webhook(initiated) for _ in range(5)]
         health = client.get("/healthz")
         private_redis.start()  # the same port, empty: no persistence
