@@ -47,12 +47,12 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def worker_pid(master_pid: int) -> int:
-    """The single gunicorn worker of a master started with workers = 1."""
+def worker_pids(master_pid: int, count: int = 1) -> tuple[int, ...]:
+    """The `count` gunicorn workers of a master (WEB_CONCURRENCY)."""
     workers = children(master_pid)
-    if len(workers) != 1:
-        raise RuntimeError(f"expected one gunicorn worker under pid {master_pid}, found {workers}")
-    return workers[0]
+    if len(workers) != count:
+        raise RuntimeError(f"expected {count} gunicorn worker(s) under pid {master_pid}, found {workers}")
+    return tuple(workers)
 
 
 def machine() -> dict[str, str | int]:
@@ -71,19 +71,22 @@ def machine() -> dict[str, str | int]:
 
 
 class CpuMeter:
-    """CPU seconds a process used between `start()` and `stop()`, next to the wall-clock time."""
+    """CPU seconds some processes used together inside the `with` block, next to the wall-clock time."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(self, *pids: int):
+        self.pids = pids
         self.cpu_s = self.wall_s = 0.0
 
     def __enter__(self) -> CpuMeter:
-        self._cpu0, self._wall0 = cpu_seconds(self.pid), time.monotonic()
+        self._cpu0, self._wall0 = self._total(), time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cpu_s = cpu_seconds(self.pid) - self._cpu0
+        self.cpu_s = self._total() - self._cpu0
         self.wall_s = time.monotonic() - self._wall0
+
+    def _total(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     @property
     def cores_busy(self) -> float:
