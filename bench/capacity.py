@@ -7,7 +7,8 @@ point the load generator, not the service, may be what failed.
 
 from __future__ import annotations
 
-from bench import calls, turns
+from bench import turns
+from bench.modes import MEMORY, Mode
 
 STEPS = (50, 100, 200, 300, 400, 500, 600)
 ACK_P99_LIMIT_MS = 200.0
@@ -28,15 +29,13 @@ def verdict(run: dict) -> dict:
             "simulator_saturated": run["simulator_cores"] >= SIMULATOR_SATURATED_CORES}
 
 
-def run(cache: dict[int, dict], steps: tuple[int, ...] = STEPS, log=print) -> dict:
+def run(cache: dict[str, dict], mode: Mode = MEMORY, steps: tuple[int, ...] = STEPS, log=print) -> dict:
     held = 0
     verdicts = []
     for step in steps:
-        if step not in cache:
-            cache[step] = calls.run(turns.load_for(step))
-            log("  " + turns.one_line(cache[step]))
-        verdicts.append(verdict(cache[step]))
+        verdicts.append(verdict(turns.cached(cache, mode, step, log)))
         if not verdicts[-1]["passed"]:
             break
         held = step
-    return {"steps": verdicts, "held": held, "cap": max(steps), "limit_ms": ACK_P99_LIMIT_MS}
+    return {"mode": mode.name, "workers": mode.workers, "steps": verdicts, "held": held, "cap": max(steps),
+            "limit_ms": ACK_P99_LIMIT_MS, "runs": [turns.run_key(mode, v["concurrency"]) for v in verdicts]}
