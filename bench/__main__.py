@@ -1,8 +1,10 @@
 """`python -m bench` (`make bench`): run every measurement, save bench/results.json, write BENCHMARKS.md.
 
-Each step is bounded in time and count and on loopback only. A step that breaks is recorded and the
-others still run; the benchmark never fails on a number. `--report-only` rewrites BENCHMARKS.md from
-the saved JSON; `--quick` is a small smoke run.
+Each step runs in memory mode (no REDIS_URL, 1 worker) and, where it compares, in Redis mode (REDIS_URL to
+a redis-server the bench starts on loopback, 2 workers; bench/modes.py). Each step is bounded in time and
+count and on loopback only. A step that breaks is recorded and the others still run; the benchmark never
+fails on a number. `--report-only` rewrites BENCHMARKS.md from the saved JSON; `--quick` is a small smoke
+run (it overwrites both files too: restore them with git before committing).
 """
 
 from __future__ import annotations
@@ -13,17 +15,27 @@ import runpy
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
-from bench import ack, calls, capacity, memory, profile, slow_brain, turns
+import yaml
+
+from bench import ack, calls, capacity, commands, memory, profile, redisinfo, slow_brain, turns
+from bench.modes import MEMORY, REDIS_WORKERS, Mode, redis_mode
 from bench.procstat import machine
 from bench.reading import reading
 from bench.report import render
+from simulator.redis_server import RedisServer, RedisServerError
+from stores.leases import POLL_S
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 REPORT = ROOT / "BENCHMARKS.md"
+# Redis mode's per-turn rows: the two concurrencies the goals name (memory mode also runs 1 and 10).
+REDIS_TURN_LEVELS = (50, 200)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,47 +44,74 @@ def main(argv: list[str] | None = None) -> int:
         write_report(json.loads(RESULTS.read_text()))
         return 0
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
-               "settings": settings(), "errors": {}, "runs": {}}
-    cache: dict[int, dict] = {}
+               "settings": settings(), "quick": args.quick, "errors": {}, "runs": {}}
+    cache: dict[str, dict] = {}
     started = time.monotonic()
-    for name, step in steps(args.quick, cache):
-        log(f"[{time.monotonic() - started:5.0f} s] {name}")
-        try:
-            results[name] = step()
-        except Exception as exc:  # one broken measurement must not lose the others
-            results["errors"][name] = f"{type(exc).__name__}: {exc}"
-            traceback.print_exc()
-        results["runs"] = {str(k): v for k, v in cache.items()}
-        RESULTS.write_text(json.dumps(results, indent=1, default=str))
-    results["runs"].update(_slow_runs(results))
+    with ExitStack() as stack:
+        modes = available_modes(stack, results)
+        for name, mode, step in steps(args.quick, cache, modes):
+            log(f"[{time.monotonic() - started:5.0f} s] {name} ({mode.label})")
+            try:
+                results.setdefault(name, {})[mode.name] = step()
+            except Exception as exc:  # one broken measurement must not lose the others
+                results["errors"][f"{name} ({mode.name})"] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+            results["runs"] = dict(cache)
+            RESULTS.write_text(json.dumps(results, indent=1, default=str))
     write_report(results)
     log(f"[{time.monotonic() - started:5.0f} s] wrote {REPORT.name} and {RESULTS.relative_to(ROOT)}")
     return 0
 
 
-def steps(quick: bool, cache: dict[int, dict]):
-    """(name, thunk) in running order; --quick shrinks every one of them."""
+def available_modes(stack: ExitStack, results: dict) -> dict[str, Mode]:
+    """Memory mode always; Redis mode when a redis-server starts (one for the whole run, on loopback)."""
+    modes = {"memory": MEMORY}
+    try:
+        server = stack.enter_context(RedisServer())
+    except RedisServerError as exc:
+        results["errors"]["redis"] = f"Redis mode not measured: {exc}"
+        return modes
+    results["settings"]["redis"] = redis_settings(server.url)
+    modes["redis"] = redis_mode(server.url)
+    return modes
+
+
+def steps(quick: bool, cache: dict[str, dict], modes: dict[str, Mode]) -> list[tuple[str, Mode, Callable]]:
+    """(step, mode, thunk) in running order; --quick shrinks every one of them. Redis steps need Redis mode."""
+    memory_mode, redis = modes["memory"], modes.get("redis")
     if quick:
-        return [
-            ("ack", lambda: ack.run(rates=(50, 200), step_s=2.0, log=log)),
-            ("turns", lambda: turns.run(cache, levels=(1, 10), log=log)),
-            ("capacity", lambda: capacity.run(cache, steps=(10, 20), log=log)),
-            ("slow_brain", lambda: slow_brain.run(cache, levels=(10,), log=log)),
-            ("memory", lambda: memory.run(active=20, log=log)),
-            ("profiles", lambda: {"route": profile.route(seconds=3), "turns": profile.turns(20, seconds=4)}),
+        plan = [
+            ("ack", memory_mode, lambda m: ack.run(m, rates=(50, 200), step_s=2.0, log=log)),
+            ("ack", redis, lambda m: ack.run(m, rates=(50, 200), step_s=2.0, log=log)),
+            ("turns", memory_mode, lambda m: turns.run(cache, m, levels=(1, 10), log=log)),
+            ("turns", redis, lambda m: turns.run(cache, m, levels=(10,), log=log)),
+            ("commands", redis, lambda m: commands.run(m, idle_s=3.0, log=log)),
+            ("capacity", memory_mode, lambda m: capacity.run(cache, m, steps=(10,), log=log)),
+            ("capacity", redis, lambda m: capacity.run(cache, m, steps=(10,), log=log)),
+            ("slow_brain", memory_mode, lambda m: slow_brain.run(cache, m, levels=(10,), log=log)),
+            ("memory", memory_mode, lambda m: memory.run(m, active=20, log=log)),
+            ("memory", redis, lambda m: memory.run(m, active=20, log=log)),
+            ("profiles", memory_mode, lambda m: {"route": profile.route(m, seconds=3),
+                                                 "turns": profile.turns(m, 20, seconds=4)}),
+            ("profiles", redis, lambda m: {"route": profile.route(m, seconds=3),
+                                           "turns": profile.turns(m, 20, seconds=4)}),
         ]
-    return [
-        ("ack", lambda: ack.run(log=log)),
-        ("profiles", lambda: {"route": profile.route(), "turns": profile.turns()}),
-        ("turns", lambda: turns.run(cache, log=log)),
-        ("memory", lambda: memory.run(log=log)),
-        ("capacity", lambda: capacity.run(cache, log=log)),
-        ("slow_brain", lambda: slow_brain.run(cache, log=log)),
-    ]
-
-
-def _slow_runs(results: dict) -> dict:
-    return {f"slow-{row['concurrency']}": row["slow"] for row in results.get("slow_brain") or []}
+    else:
+        plan = [
+            ("ack", memory_mode, lambda m: ack.run(m, log=log)),
+            ("ack", redis, lambda m: ack.run(m, log=log)),
+            ("profiles", memory_mode, lambda m: {"route": profile.route(m), "turns": profile.turns(m)}),
+            ("profiles", redis, lambda m: {"route": profile.route(m), "turns": profile.turns(m)}),
+            ("turns", memory_mode, lambda m: turns.run(cache, m, log=log)),
+            ("turns", redis, lambda m: turns.run(cache, m, levels=REDIS_TURN_LEVELS, log=log)),
+            ("commands", redis, lambda m: commands.run(m, log=log)),
+            ("memory", memory_mode, lambda m: memory.run(m, log=log)),
+            ("memory", redis, lambda m: memory.run(m, log=log)),
+            ("capacity", memory_mode, lambda m: capacity.run(cache, m, log=log)),
+            ("capacity", redis, lambda m: capacity.run(cache, m, log=log)),
+            ("slow_brain", memory_mode, lambda m: slow_brain.run(cache, m, log=log)),
+        ]
+    return [(name, mode, partial(thunk, mode)) for name, mode, thunk in plan if mode is not None]
 
 
 def settings() -> dict:
@@ -82,6 +121,16 @@ def settings() -> dict:
     return {"gunicorn": ", ".join(f"{k} {conf[k]}" for k in keys if k in conf), "call_workers": 64,
             "silence_timeout_s": calls.SERVICE_OVERRIDES["dialog.silence_timeout_s"],
             "slow_brain_delay_s": "-".join(f"{v:g}" for v in calls.SLOW_BRAIN_DELAY_S)}
+
+
+def redis_settings(url: str) -> dict:
+    """The Redis behind Redis mode: its version, and the store settings the service runs with."""
+    config = yaml.safe_load((ROOT / "config.example.yml").read_text(encoding="utf-8"))["redis"]
+    with redisinfo.client(url) as client:
+        version = client.info("server")["redis_version"]
+    return {"server": f"redis-server {version} on 127.0.0.1, no persistence (simulator/redis_server.py)",
+            "workers": REDIS_WORKERS, "lease_s": config["lease_s"], "timeout_s": config["timeout_s"],
+            "poll_s": POLL_S}
 
 
 def write_report(results: dict) -> None:
@@ -96,7 +145,7 @@ def log(message: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a small smoke run (about two minutes)")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (about five minutes)")
     parser.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json")
     return parser
 
