@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIN_SHARE_WALL_S = 2.0
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -92,3 +93,62 @@ class CpuMeter:
     def cores_busy(self) -> float:
         """Average cores used over the interval."""
         return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot: user + nice + system + irq + softirq, and steal."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of a process and its live descendants; descendants already reaped count through cutime/cstime."""
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = _stat_fields(int(entry))
+            except (OSError, IndexError):
+                continue  # exited while we looked: its time is in its parent's cutime by now
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, fields in stats.items() if int(fields[1]) in tree} - tree
+        tree, grew = tree | found, bool(found)
+    return sum(sum(int(v) for v in stats[pid][11:15]) for pid in tree if pid in stats) / CLOCK_TICKS
+
+
+class MachineShare:
+    """Inside the `with` block: how busy the machine was, and how much of that was not this process tree.
+
+    Other processes (another job on a shared machine) compete for the same cores as the service, so a
+    step's figures are only as good as the machine was quiet; this says how quiet it was.
+    """
+
+    def __init__(self, root: int):
+        self.root = root
+        self.figures: dict[str, float] = {}
+
+    def __enter__(self) -> MachineShare:
+        self._start = (time.monotonic(), *machine_cpu_s(), tree_cpu_s(self.root))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall0, busy0, steal0, tree0 = self._start
+        wall, (busy, steal), tree = time.monotonic() - wall0, machine_cpu_s(), tree_cpu_s(self.root)
+        self.figures = {"wall_s": round(wall, 1)}
+        if wall >= MIN_SHARE_WALL_S:  # CPU time comes in clock ticks: a shorter span gives noise
+            self.figures.update({"bench_cores": round((tree - tree0) / wall, 3),
+                                 "other_cores": round(max(0.0, (busy - busy0) - (tree - tree0)) / wall, 3),
+                                 "steal_cores": round((steal - steal0) / wall, 3)})
+
+
+def wait_quiet(root: int, most_cores: float, window_s: float, timeout_s: float) -> float:
+    """Until other processes used under `most_cores` over a `window_s` window, for `timeout_s` at most; the wait."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        with MachineShare(root) as share:
+            time.sleep(window_s)
+        if share.figures.get("other_cores", 0.0) < most_cores:
+            break
+    return round(time.monotonic() - started, 1)

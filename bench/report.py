@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report_redis
+from bench import report_profiles, report_redis
 from bench.tables import TURNS_RECORDED, mode_label, ms, p, pace, recorded, table
 
 GOAL_ACK_RATIO = 2.0
@@ -16,13 +16,16 @@ GOAL_TURN_P99_MS = 20.0
 GOAL_TURN_AT = 50
 GOAL_CALLS = 200
 MODES = ("memory", "redis")
+# Other processes using this many cores during a step (another job on the machine) get a mention.
+BUSY_MACHINE_CORES = 0.1
 
 
 def render(results: dict[str, Any]) -> str:
     sections = [_header(results), _goals(results), report_redis.choosing(results), _ack(results),
                 _turns(results), _capacity(results), _slow(results), _memory(results),
                 report_redis.memory(results), _cpu(results.get("runs", {})), report_redis.commands(results),
-                _profiles(results.get("profiles")), _reading(results), _errors(results)]
+                report_profiles.render(results.get("profiles"), MODES), _reading(results),
+                _machine_load(results), _errors(results)]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
@@ -59,6 +62,12 @@ def _header(results: dict) -> str:
                   f"`redis.timeout_s` {redis['timeout_s']}, dispatcher poll every {1000 * redis['poll_s']:g} ms "
                   "(stores/leases.py); every service gets a fresh `redis.key_prefix`. Its floor runs with the same "
                   f"{redis['workers']} workers. Worker figures (CPU, RSS) are the sum over the workers."]
+    busy = _busy_steps(results)
+    if busy:
+        worst = max(busy, key=busy.get)
+        lines += ["", f"**The machine was not always quiet:** other processes (another job on this machine) used "
+                  f"{BUSY_MACHINE_CORES:g} cores or more during {', '.join(busy)}; at worst {busy[worst]:g} cores, "
+                  f"during {worst} (last section). Those steps' figures are pessimistic."]
     lines += ["", f"**Brains:** instant = the offline intent matcher; slow = the LLM brain through the real `openai` "
               f"client against `tests/fake_openai.py` answering in {s.get('slow_brain_delay_s')} s (uniform).",
               "", "Latencies in milliseconds as p50 / p95 / p99 (nearest rank). A figure counts only when its step's "
@@ -349,42 +358,34 @@ def _per_turn_estimate(runs: dict) -> str:
             "one core whatever the machine has; Redis mode adds processes, and its CPU per turn is above.")
 
 
-# ------------------------------------------------------------------ profiles, reading, errors
-
-
-def _profiles(profiles: dict | None) -> str:
-    if not profiles:
-        return ""
-    parts = ["## Where the time goes (py-spy)",
-             "py-spy samples each worker 250 times a second and keeps the stacks that hold the GIL (`--gil`); shares "
-             "are of those samples, pooled over the workers in Redis mode. *GIL busy* is the share of sampling ticks "
-             "in which some thread held a worker's GIL, averaged over the workers."]
-    for mode in MODES:
-        for name, title in (("route", "Webhook route"), ("turns", "Whole calls (webhooks + turns)")):
-            prof = (profiles.get(mode) or {}).get(name)
-            if prof:
-                parts += _profile(f"{title}, {mode} mode", prof)
-    return "\n\n".join(parts)
-
-
-def _profile(title: str, prof: dict) -> list[str]:
-    if "error" in prof:
-        return [f"### {title}\n\nnot profiled: {prof['error']}"]
-    areas = [[area, f"{share}%", ", ".join(f"{k} {v}%" for k, v in prof["parts"].get(area, {}).items())]
-             for area, share in prof["areas"].items()]
-    http = [[k, f"{v}%"] for k, v in prof.get("call_control_http", {}).items()]
-    hot = [[f"`{k}`", f"{v}%"] for k, v in prof["hottest_functions"].items()]
-    return [f"### {title}: {prof['load']}",
-            f"{prof['samples']} samples from {prof.get('processes', 1)} worker(s); GIL busy "
-            f"{100 * prof['gil_busy']:.0f}% of the time.",
-            table(["area", "share", "inside it"], areas),
-            "Inside the outgoing Call Control requests (shares of all samples):",
-            table(["part", "share"], http), "Hottest functions (self time):", table(["function", "share"], hot)]
+# ------------------------------------------------------------------ reading, machine load, errors
 
 
 def _reading(results: dict) -> str:
     lines = results.get("reading") or []
     return "## Reading\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
+
+
+def _busy_steps(results: dict) -> dict[str, float]:
+    return {step: load["other_cores"] for step, load in (results.get("machine_load") or {}).items()
+            if (load.get("other_cores") or 0) >= BUSY_MACHINE_CORES}
+
+
+def _machine_load(results: dict) -> str:
+    loads = results.get("machine_load") or {}
+    if not loads:
+        return ""
+    rows = [[step, load.get("waited_s", "-"), load["wall_s"], load.get("bench_cores", "-"),
+             load.get("other_cores", "-"), load.get("steal_cores", "-")] for step, load in loads.items()]
+    return "\n\n".join([
+        "## Machine load during each step",
+        "CPU of the whole machine (`/proc/stat`) against the bench's own process tree (the bench, the simulator, "
+        "the load generator, gunicorn, redis-server, py-spy) over each step, in cores. *Other processes* is "
+        "everything else on the machine; steal is time the hypervisor gave to other guests. Before each step the bench "
+        f"waits ({(results.get('settings') or {}).get('quiet_wait_s', '?')} s at most) for other processes to use "
+        f"under {BUSY_MACHINE_CORES:g} cores. Steps shorter than 2 s (reusing earlier runs) have no figures.",
+        table(["step", "waited s", "wall s", "bench cores", "other processes cores", "steal cores"], rows),
+    ])
 
 
 def _errors(results: dict) -> str:
