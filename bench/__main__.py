@@ -28,7 +28,8 @@ from bench import ack, calls, capacity, commands, memory, profile, redisinfo, sl
 from bench.modes import MEMORY, REDIS_WORKERS, Mode, redis_mode
 from bench.procstat import MachineShare, machine, wait_quiet
 from bench.reading import reading
-from bench.report import BUSY_MACHINE_CORES, render
+from bench.report import render
+from bench.report_run import BUSY_MACHINE_CORES
 from simulator.redis_server import RedisServer, RedisServerError
 from stores.leases import POLL_S
 

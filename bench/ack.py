@@ -92,7 +92,8 @@ def _one_call(network: Network, capture: _Capture) -> list[events.WebhookEvent]:
 def measure_rate(generator: Generator, server: servers.Server, network: Network, shots: list[Shot],
                  answerable: list[str], rate: float) -> dict:
     """Fire one step and summarise it; latency counts from when each request was due."""
-    with CpuMeter(*server.worker_pids) as cpu, CpuMeter(*server.redis_pids) as redis_cpu:
+    with CpuMeter(*server.worker_pids) as cpu, CpuMeter(*server.redis_pids) as redis_cpu, \
+            servers.LogWatch(server) as service_log:
         fired = generator.fire(server.webhook_url, shots, CONNECTIONS)
         drained = server.wait_drained()
     outcomes: list[Outcome] = fired["outcomes"]
@@ -111,6 +112,7 @@ def measure_rate(generator: Generator, server: servers.Server, network: Network,
         "redis_cpu_us_per_request": round(redis_cpu.cpu_s / max(1, len(ok)) * 1e6) if server.redis_pid else None,
         "generator_cpu_s": round(fired["cpu_s"], 3),
         "drained": drained,
+        "service_log": service_log.counts,
     }
     if server.name == "service":
         result.update(_checks(network, answerable, result))

@@ -114,13 +114,14 @@ def run(load: CallLoad, mode: Mode = MEMORY, *, during=None) -> dict:
         commands_before = redisinfo.command_counts(mode.redis_url) if mode.redis else None
         with Sampler(server) as sampler, CpuMeter(*server.worker_pids) as service_cpu, \
                 CpuMeter(*server.redis_pids) as redis_cpu, \
-                CpuMeter(os.getpid()) as sim_cpu, (during(server) if during else ExitStack()):
+                CpuMeter(os.getpid()) as sim_cpu, servers.LogWatch(server) as service_log, \
+                (during(server) if during else ExitStack()):
             results, duration_s = place_calls(network, load)
             network.delivery.wait_idle(timeout_s=10)
             server.wait_drained(timeout_s=10)
         after = sampler.sample()
         run = summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
-        run["mode"], run["workers"] = mode.name, mode.workers
+        run["mode"], run["workers"], run["service_log"] = mode.name, mode.workers, service_log.counts
         if mode.redis:
             run["redis"] = redis_figures(run, redisinfo.command_counts(mode.redis_url) - commands_before, redis_cpu)
         return run

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report_profiles, report_redis
-from bench.tables import TURNS_RECORDED, mode_label, ms, p, pace, recorded, table
+from bench import report_profiles, report_redis, report_run
+from bench.report_run import BUSY_MACHINE_CORES, busy_steps
+from bench.tables import MODES, TURNS_RECORDED, by_mode, mode_label, ms, p, pace, recorded, table
 
 GOAL_ACK_RATIO = 2.0
 GOAL_TURN_P99_MS = 20.0
 GOAL_TURN_AT = 50
 GOAL_CALLS = 200
-MODES = ("memory", "redis")
-# Other processes using this many cores during a step (another job on the machine) get a mention.
-BUSY_MACHINE_CORES = 0.1
 
 
 def render(results: dict[str, Any]) -> str:
@@ -25,14 +23,8 @@ def render(results: dict[str, Any]) -> str:
                 _turns(results), _capacity(results), _slow(results), _memory(results),
                 report_redis.memory(results), _cpu(results.get("runs", {})), report_redis.commands(results),
                 report_profiles.render(results.get("profiles"), MODES), _reading(results),
-                _machine_load(results), _errors(results)]
+                report_run.service_log(results), report_run.machine_load(results), report_run.errors(results)]
     return "\n\n".join(s for s in sections if s) + "\n"
-
-
-def by_mode(results: dict, step: str) -> dict[str, Any]:
-    """A step's figures for each mode that has them, memory first."""
-    found = results.get(step) or {}
-    return {mode: found[mode] for mode in MODES if found.get(mode)}
 
 
 def _header(results: dict) -> str:
@@ -62,7 +54,7 @@ def _header(results: dict) -> str:
                   f"`redis.timeout_s` {redis['timeout_s']}, dispatcher poll every {1000 * redis['poll_s']:g} ms "
                   "(stores/leases.py); every service gets a fresh `redis.key_prefix`. Its floor runs with the same "
                   f"{redis['workers']} workers. Worker figures (CPU, RSS) are the sum over the workers."]
-    busy = _busy_steps(results)
+    busy = busy_steps(results)
     if busy:
         worst = max(busy, key=busy.get)
         lines += ["", f"**The machine was not always quiet:** other processes (another job on this machine) used "
@@ -358,38 +350,9 @@ def _per_turn_estimate(runs: dict) -> str:
             "one core whatever the machine has; Redis mode adds processes, and its CPU per turn is above.")
 
 
-# ------------------------------------------------------------------ reading, machine load, errors
+# ------------------------------------------------------------------ reading
 
 
 def _reading(results: dict) -> str:
     lines = results.get("reading") or []
     return "## Reading\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
-
-
-def _busy_steps(results: dict) -> dict[str, float]:
-    return {step: load["other_cores"] for step, load in (results.get("machine_load") or {}).items()
-            if (load.get("other_cores") or 0) >= BUSY_MACHINE_CORES}
-
-
-def _machine_load(results: dict) -> str:
-    loads = results.get("machine_load") or {}
-    if not loads:
-        return ""
-    rows = [[step, load.get("waited_s", "-"), load["wall_s"], load.get("bench_cores", "-"),
-             load.get("other_cores", "-"), load.get("steal_cores", "-")] for step, load in loads.items()]
-    return "\n\n".join([
-        "## Machine load during each step",
-        "CPU of the whole machine (`/proc/stat`) against the bench's own process tree (the bench, the simulator, "
-        "the load generator, gunicorn, redis-server, py-spy) over each step, in cores. *Other processes* is "
-        "everything else on the machine; steal is time the hypervisor gave to other guests. Before each step the bench "
-        f"waits ({(results.get('settings') or {}).get('quiet_wait_s', '?')} s at most) for other processes to use "
-        f"under {BUSY_MACHINE_CORES:g} cores. Steps shorter than 2 s (reusing earlier runs) have no figures.",
-        table(["step", "waited s", "wall s", "bench cores", "other processes cores", "steal cores"], rows),
-    ])
-
-
-def _errors(results: dict) -> str:
-    errors = results.get("errors") or {}
-    if not errors:
-        return ""
-    return "## Steps that did not complete\n\n" + "\n".join(f"- {k}: {v}" for k, v in errors.items())

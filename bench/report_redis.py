@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.tables import ms, recorded, table
+from bench.tables import by_mode, ms, recorded, table
 
 GOAL_TURN_AT = 50
 BUSY_AT = 200  # the busier per-turn row, for CPU per turn
@@ -36,10 +36,10 @@ def _cpu_per_turn(run: dict | None) -> str:
 
 def choosing(results: dict) -> str:
     """A side-by-side of the figures a user choosing a mode needs, and what they mean."""
-    acks, caps, mems = (results.get(step) or {} for step in ("ack", "capacity", "memory"))
-    if not (acks.get("redis") or caps.get("redis") or (results.get("turns") or {}).get("redis")):
+    acks, caps, mems = (by_mode(results, step) for step in ("ack", "capacity", "memory"))
+    if not (acks.get("redis") or caps.get("redis") or by_mode(results, "turns").get("redis")):
         return ""
-    commands = (results.get("commands") or {}).get("redis") or {}
+    commands = by_mode(results, "commands").get("redis") or {}
     rows = [["highest webhook rate acknowledged with p99 < 200 ms, checks passed",
              _ack_limit_rate(acks.get("memory")), _ack_limit_rate(acks.get("redis"))]]
     for concurrency in (GOAL_TURN_AT, BUSY_AT):
@@ -74,7 +74,7 @@ def choosing(results: dict) -> str:
 
 def _meaning(results: dict) -> str:
     """What the rows mean for someone choosing, with the figures that say so."""
-    caps = results.get("capacity") or {}
+    caps = by_mode(results, "capacity")
     text = ("What this means when choosing: memory mode is the cheaper one per call and per webhook (no Redis round "
             "trips, no serialising of the call's state), but everything lives in one Python process: the calls end "
             "with it, and one process's GIL bounds its throughput. Redis mode pays for every event with round trips "
@@ -98,7 +98,7 @@ def _kib(value: float | None) -> str:
 
 
 def memory(results: dict) -> str:
-    mem = ((results.get("memory") or {}).get("redis") or {})
+    mem = by_mode(results, "memory").get("redis") or {}
     redis = mem.get("redis")
     if not redis:
         return ""
@@ -129,7 +129,7 @@ def memory(results: dict) -> str:
 
 
 def commands(results: dict) -> str:
-    found = (results.get("commands") or {}).get("redis")
+    found = by_mode(results, "commands").get("redis")
     runs = [run for run in (results.get("runs") or {}).values() if run.get("redis")]
     if not (found or runs):
         return ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -19,6 +20,8 @@ from bench.procstat import rss_mib, thread_count, worker_pids
 from simulator.service import ROOT, free_port, gunicorn_command, start_service, stop_process
 
 FLOOR_APP = "bench.floor_app:create_app()"
+CALL_ID = re.compile(r"call=\S+")
+MESSAGE_CHARS = 140
 # Each gunicorn worker imports the app after it is forked; the first one may answer /healthz while the
 # others still load. Multi-worker servers get this long before a step starts.
 WORKERS_SETTLE_S = 1.5
@@ -39,6 +42,7 @@ class Server:
     mode: Mode = MEMORY
     key_prefix: str = ""
     redis_pid: int | None = None
+    log_path: str = ""  # where the service's stdout goes (simulator/service.py writes it to a temp file)
 
     @property
     def webhook_url(self) -> str:
@@ -78,7 +82,38 @@ def service(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
         _settle(mode)
         yield Server("service", running.url, running.process.pid, _workers_of(running.process.pid, mode.workers),
                      mode, mode_overrides.get("redis.key_prefix", ""),
-                     redisinfo.server_pid(mode.redis_url) if mode.redis else None)
+                     redisinfo.server_pid(mode.redis_url) if mode.redis else None,
+                     os.readlink(f"/proc/{running.process.pid}/fd/1"))
+
+
+class LogWatch:
+    """The service's WARNING and ERROR lines written inside the `with` block, counted by message.
+
+    Call ids are masked so that one kind of trouble counts as one line: `stores.leases WARNING call=… lease
+    lapsed ...`: 116. A step that failed its checks carries these, so the report can say what went wrong.
+    """
+
+    def __init__(self, server: Server):
+        self.path = server.log_path
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> LogWatch:
+        self._offset = os.path.getsize(self.path) if self.path else 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.path:
+            return
+        with open(self.path, "rb") as log:
+            log.seek(self._offset)
+            lines = log.read().decode(errors="replace").splitlines()
+        counts: dict[str, int] = {}
+        for line in lines:
+            words = line.split(" ", 4)  # date, time, level, logger, message
+            if len(words) == 5 and words[2] in ("WARNING", "ERROR", "CRITICAL"):
+                key = f"{words[3]} {words[2]} {CALL_ID.sub('call=…', words[4])[:MESSAGE_CHARS]}"
+                counts[key] = counts.get(key, 0) + 1
+        self.counts = dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 @contextmanager

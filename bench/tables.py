@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+MODES = ("memory", "redis")
 TURNS_RECORDED = ("A run's latencies are shown only when nothing was lost or duplicated in it; otherwise the row "
                   "says *not recorded* and the lost and duplicated columns say why.")
 
@@ -37,3 +38,11 @@ def mode_label(mode: str, figures: dict | None = None) -> str:
 def recorded(run: dict) -> bool:
     """A call run's figures count only when its own checks passed: no call lost, nothing duplicated."""
     return not run["lost"] and not run["duplicated"]
+
+
+def by_mode(results: dict, step: str) -> dict[str, Any]:
+    """A step's figures for each mode that has them, memory first."""
+    found = results.get(step) or {}
+    if not isinstance(found, dict):  # a results.json from before the modes
+        return {}
+    return {mode: found[mode] for mode in MODES if found.get(mode)}
