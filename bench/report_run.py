@@ -30,7 +30,7 @@ def busy_steps(results: dict) -> dict[str, float]:
 
 
 def machine_load(results: dict) -> str:
-    loads = results.get("machine_load") or {}
+    loads, settings = results.get("machine_load") or {}, results.get("settings") or {}
     if not loads:
         return ""
     rows = [[step, load.get("waited_s", "-"), load["wall_s"], load.get("bench_cores", "-"),
@@ -40,8 +40,9 @@ def machine_load(results: dict) -> str:
         "CPU of the whole machine (`/proc/stat`) against the bench's own process tree (the bench, the simulator, "
         "the load generator, gunicorn, redis-server, py-spy) over each step, in cores. *Other processes* is "
         "everything else on the machine; steal is time the hypervisor gave to other guests. Before each step the bench "
-        f"waits ({(results.get('settings') or {}).get('quiet_wait_s', '?')} s at most) for other processes to use "
-        f"under {BUSY_MACHINE_CORES:g} cores. Steps shorter than 2 s (reusing earlier runs) have no figures.",
+        f"waits ({settings.get('quiet_wait_s', '?')} s at most, {settings.get('quiet_budget_s', '?')} s over the "
+        f"whole run) for other processes to use under {BUSY_MACHINE_CORES:g} cores. Steps shorter than 2 s (reusing "
+        "earlier runs) have no figures.",
         table(["step", "waited s", "wall s", "bench cores", "other processes cores", "steal cores"], rows),
     ])
 
