@@ -54,6 +54,9 @@ def _header(results: dict) -> str:
                   f"`redis.timeout_s` {redis['timeout_s']}, dispatcher poll every {1000 * redis['poll_s']:g} ms "
                   "(stores/leases.py); every service gets a fresh `redis.key_prefix`. Its floor runs with the same "
                   f"{redis['workers']} workers. Worker figures (CPU, RSS) are the sum over the workers."]
+    if s.get("nice"):
+        lines += ["", f"**Priority:** the bench ran at nice {s['nice']} (`nice -n {s['nice']} python -m bench`): its "
+                  "processes, the service's included, were favoured by the scheduler over other jobs on the machine."]
     busy = busy_steps(results)
     if busy:
         worst = max(busy, key=busy.get)
