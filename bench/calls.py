@@ -18,8 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 
-import requests
-
 from bench import redisinfo, servers
 from bench.modes import MEMORY, Mode
 from bench.procstat import CpuMeter
@@ -82,10 +80,7 @@ class Sampler:
         self._thread.join(timeout=5)
 
     def sample(self) -> dict:
-        try:
-            health = self.server.health()
-        except (requests.RequestException, ValueError):
-            health = {}
+        health = self.server.health_or_none() or {}
         sample = {"at": time.monotonic(), "live_calls": health.get("live_calls"), "queued": health.get("queued_events"),
                   "rss_mib": round(self.server.rss_mib(), 2), "threads": self.server.threads()}
         if self.server.mode.redis:

@@ -77,7 +77,7 @@ def _when_all_holding(server: servers.Server, active: int, placing: Future) -> d
     """Once all `active` calls are live with nothing queued: used_memory, the keys by kind, one call's keys."""
     give_up = time.monotonic() + HOLDING_TIMEOUT_S
     while time.monotonic() < give_up and not placing.done():
-        health = server.health()
+        health = server.health_or_none() or {}
         if health.get("live_calls", 0) >= active and health.get("queued_events") == 0:
             url, prefix = server.mode.redis_url, server.key_prefix
             return {"live_calls": health["live_calls"], "used_memory": redisinfo.used_memory(url),
