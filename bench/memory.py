@@ -4,10 +4,11 @@ The service is warmed up first (a few complete calls: lazy imports, thread pools
 the per-call figure is what a live call costs, not what the first call brings in. The N calls then ask
 their questions and wait, still connected, while the bench reads VmRSS; then they say goodbye.
 
-In Redis mode the bench also waits for the moment every one of the N calls is live and nothing is queued
-(all of them on hold), and reads INFO memory `used_memory` there, against its value after the warm-up;
-then it lists every key under the service's prefix by kind with MEMORY USAGE, and the keys of one call.
-After the hang-ups, what stays behind (webhook ids kept for deduplication, tombstones) until it expires.
+In Redis mode the bench also waits for the moment every one of the N calls is live, gives their last
+events up to SETTLE_S to be run (all of them on hold, nothing queued), and reads INFO memory `used_memory`
+there, against its value after the warm-up; then it lists every key under the service's prefix by kind
+with MEMORY USAGE, and the keys of one call. After the hang-ups, what stays behind (webhook ids kept for
+deduplication, tombstones) until it expires.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ SPEED = 0.2  # speech 5x faster than real: memory does not depend on pace, and i
 HOLD_OVERRIDES = {"dialog.silence_timeout_s": 60}  # a caller on hold is not a silent caller to reprompt
 WARMUP = calls.CallLoad(concurrency=10, calls=10, turns=2, speed=SPEED, ramp_s=0.5)
 HOLDING_TIMEOUT_S = 30.0
+SETTLE_S = 2.0  # once all calls are live, how long to wait for their last events to be run before reading
 
 
 def held(active: int) -> calls.CallLoad:
-    return calls.CallLoad(concurrency=active, calls=active, turns=2, speed=SPEED, ramp_s=3.0, hold_s=40.0)
+    return calls.CallLoad(concurrency=active, calls=active, turns=2, speed=SPEED, ramp_s=3.0, hold_s=60.0)
 
 
 def run(mode: Mode = MEMORY, active: int = 200, log=print) -> dict:
@@ -74,14 +76,19 @@ def run(mode: Mode = MEMORY, active: int = 200, log=print) -> dict:
 
 
 def _when_all_holding(server: servers.Server, active: int, placing: Future) -> dict:
-    """Once all `active` calls are live with nothing queued: used_memory, the keys by kind, one call's keys."""
+    """Once all `active` calls are live (and, within SETTLE_S, nothing queued): used_memory and the keys."""
     give_up = time.monotonic() + HOLDING_TIMEOUT_S
     while time.monotonic() < give_up and not placing.done():
         health = server.health_or_none() or {}
-        if health.get("live_calls", 0) >= active and health.get("queued_events") == 0:
+        if health.get("live_calls", 0) >= active:
+            settled = time.monotonic() + SETTLE_S
+            while health.get("queued_events") != 0 and time.monotonic() < settled:
+                time.sleep(0.05)
+                health = server.health_or_none() or {}
             url, prefix = server.mode.redis_url, server.key_prefix
-            return {"live_calls": health["live_calls"], "used_memory": redisinfo.used_memory(url),
-                    "keys": redisinfo.key_census(url, prefix), "one_call": redisinfo.one_call(url, prefix)}
+            return {"live_calls": health.get("live_calls"), "queued_at_sample": health.get("queued_events"),
+                    "used_memory": redisinfo.used_memory(url), "keys": redisinfo.key_census(url, prefix),
+                    "one_call": redisinfo.one_call(url, prefix)}
         time.sleep(0.1)
     return {}
 
@@ -92,6 +99,7 @@ def _redis_figures(warm: int, holding: dict | None, after: dict, active: int) ->
     return {
         "used_memory_0_calls": warm,
         "live_calls": live,
+        "queued_at_sample": (holding or {}).get("queued_at_sample"),
         "used_memory_live": used,
         "bytes_per_live_call": round((used - warm) / live) if live and used else None,
         "used_memory_after_hangup": after.get("redis_used_memory"),
