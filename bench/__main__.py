@@ -81,8 +81,9 @@ def measure(results: dict, name: str, mode: Mode, step: Callable[[], Any]) -> No
             results["errors"][f"{name} ({mode.name})"] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
     results["machine_load"][f"{name} ({mode.name})"] = dict(share.figures)
-    if share.figures.get("other_cores", 0.0) >= BUSY_MACHINE_CORES:
-        log(f"  note: other processes used {share.figures['other_cores']} cores during this step")
+    taken = share.figures.get("other_cores", 0.0) + share.figures.get("steal_cores", 0.0)
+    if taken >= BUSY_MACHINE_CORES:
+        log(f"  note: other processes and steal took {taken:.2f} cores during this step")
 
 
 def available_modes(stack: ExitStack, results: dict) -> dict[str, Mode]:

@@ -144,11 +144,11 @@ class MachineShare:
 
 
 def wait_quiet(root: int, most_cores: float, window_s: float, timeout_s: float) -> float:
-    """Until other processes used under `most_cores` over a `window_s` window, for `timeout_s` at most; the wait."""
+    """Until other processes and steal took under `most_cores` over a `window_s` window (`timeout_s` at most)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         with MachineShare(root) as share:
             time.sleep(window_s)
-        if share.figures.get("other_cores", 0.0) < most_cores:
+        if share.figures.get("other_cores", 0.0) + share.figures.get("steal_cores", 0.0) < most_cores:
             break
     return round(time.monotonic() - started, 1)

@@ -60,9 +60,10 @@ def _header(results: dict) -> str:
     busy = busy_steps(results)
     if busy:
         worst = max(busy, key=busy.get)
-        lines += ["", f"**The machine was not always quiet:** other processes (another job on this machine) used "
-                  f"{BUSY_MACHINE_CORES:g} cores or more during {', '.join(busy)}; at worst {busy[worst]:g} cores, "
-                  f"during {worst} (last section). Those steps' figures are pessimistic."]
+        lines += ["", "**The machine was not always quiet:** other processes (other jobs on this machine) and the "
+                  f"hypervisor (steal time) together took {BUSY_MACHINE_CORES:g} cores or more during "
+                  f"{', '.join(busy)}; at worst {busy[worst]:g} of the 2 cores, during {worst} (last section). Those "
+                  "steps' figures are pessimistic, and two steps are only as comparable as their machine load."]
     lines += ["", f"**Brains:** instant = the offline intent matcher; slow = the LLM brain through the real `openai` "
               f"client against `tests/fake_openai.py` answering in {s.get('slow_brain_delay_s')} s (uniform).",
               "", "Latencies in milliseconds as p50 / p95 / p99 (nearest rank). A figure counts only when its step's "

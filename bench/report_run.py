@@ -25,8 +25,10 @@ def service_log(results: dict) -> str:
 
 
 def busy_steps(results: dict) -> dict[str, float]:
-    return {step: load["other_cores"] for step, load in (results.get("machine_load") or {}).items()
-            if (load.get("other_cores") or 0) >= BUSY_MACHINE_CORES}
+    """Steps during which other processes and the hypervisor (steal) took BUSY_MACHINE_CORES or more."""
+    taken = {step: round((load.get("other_cores") or 0) + (load.get("steal_cores") or 0), 2)
+             for step, load in (results.get("machine_load") or {}).items()}
+    return {step: cores for step, cores in taken.items() if cores >= BUSY_MACHINE_CORES}
 
 
 def machine_load(results: dict) -> str:
