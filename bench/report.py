@@ -41,7 +41,7 @@ def _header(results: dict) -> str:
         f"**Machine:** {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('memory_gib')} GiB, "
         f"Python {m.get('python')}, Linux {m.get('kernel')}. Everything runs on this machine over 127.0.0.1: "
         "the service, the simulator (fake Telnyx API, carrier, signed webhook delivery, scripted callers), the "
-        "load generators and, in Redis mode, redis-server share the two cores.",
+        f"load generators and, in Redis mode, redis-server share the {m.get('cores')} cores.",
         "",
         f"**Memory mode (as deployed by default):** `gunicorn 'app:create_app()' --config gunicorn.conf.py`: "
         f"{s.get('gunicorn')}; `calls.workers` {s.get('call_workers')}; logging at INFO to a file; signatures "
@@ -62,8 +62,9 @@ def _header(results: dict) -> str:
         worst = max(busy, key=busy.get)
         lines += ["", "**The machine was not always quiet:** other processes (other jobs on this machine) and the "
                   f"hypervisor (steal time) together took {BUSY_MACHINE_CORES:g} cores or more during "
-                  f"{', '.join(busy)}; at worst {busy[worst]:g} of the 2 cores, during {worst} (last section). Those "
-                  "steps' figures are pessimistic, and two steps are only as comparable as their machine load."]
+                  f"{', '.join(busy)}; at worst {busy[worst]:g} of the {m.get('cores')} cores, during {worst} (last "
+                  "section). Those steps' figures are pessimistic, and two steps are only as comparable as their "
+                  "machine load."]
     lines += ["", f"**Brains:** instant = the offline intent matcher; slow = the LLM brain through the real `openai` "
               f"client against `tests/fake_openai.py` answering in {s.get('slow_brain_delay_s')} s (uniform).",
               "", "Latencies in milliseconds as p50 / p95 / p99 (nearest rank). A figure counts only when its step's "

@@ -63,7 +63,8 @@ def choosing(results: dict) -> str:
         "## Memory mode or Redis mode?",
         "Every step below ran in both modes in the same `make bench`, on this machine: memory mode is one gunicorn "
         f"worker holding the calls in its own memory; Redis mode is {workers} workers sharing the calls through a "
-        "redis-server on loopback (its ordering protocol is in `stores/leases.py`). The machine has two cores, and "
+        "redis-server on loopback (its ordering protocol is in `stores/leases.py`). The machine has "
+        f"{results['machine']['cores']} cores, and "
         "in Redis mode the two workers, redis-server, the simulator and the load generator all compete for them, so "
         "the second worker does not get a core of its own: these figures show what Redis mode costs on one small "
         "machine, not what spreading workers over more machines would add.",
@@ -87,9 +88,10 @@ def _meaning(results: dict) -> str:
                  "redis-server together).")
     if caps.get("memory") and caps.get("redis"):
         m, r = caps["memory"]["held"], caps["redis"]["held"]
-        text += (f" On this two-core machine Redis mode held {r} concurrent calls against memory mode's {m}; its "
-                 "second worker has no core of its own here (the simulator and the load generator take their "
-                 "share), so this does not show how Redis mode scales with more cores or machines.")
+        text += (f" On this {results['machine']['cores']}-core machine Redis mode held {r} concurrent calls against "
+                 f"memory mode's {m}; its second worker has no core of its own here (the simulator and the load "
+                 "generator take their share), so this does not show how Redis mode scales with more cores or "
+                 "machines.")
     return text
 
 
