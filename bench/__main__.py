@@ -1,10 +1,11 @@
 """`python -m bench` (`make bench`): run every measurement, save bench/results.json, write BENCHMARKS.md.
 
 Each step runs in memory mode (no REDIS_URL, 1 worker) and, where it compares, in Redis mode (REDIS_URL to
-a redis-server the bench starts on loopback, 2 workers; bench/modes.py). Each step is bounded in time and
-count and on loopback only. A step that breaks is recorded and the others still run; the benchmark never
-fails on a number. `--report-only` rewrites BENCHMARKS.md from the saved JSON; `--quick` is a small smoke
-run (it overwrites both files too: restore them with git before committing).
+a redis-server the bench starts on loopback, 2 workers; bench/modes.py); turns and capacity alternate the
+modes at each concurrency. Each step is bounded in time and count and on loopback only. A step that breaks
+is recorded and the others still run; the benchmark never fails on a number. `--report-only` rewrites
+BENCHMARKS.md from the saved JSON; `--quick` is a small smoke run (it overwrites both files too: restore
+them with git before committing).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from stores.leases import POLL_S
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 REPORT = ROOT / "BENCHMARKS.md"
-# Redis mode's per-turn rows: the two concurrencies the goals name (memory mode also runs 1 and 10).
-REDIS_TURN_LEVELS = (50, 200)
 # Before each step, wait (this long at most, and this long over the whole run) for other processes on the
 # machine to go quiet: another job's CPU would be charged to the service. Each step records what it saw.
 QUIET_WINDOW_S, QUIET_WAIT_S, QUIET_BUDGET_S = 3.0, 120.0, 300.0
@@ -58,13 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         modes = available_modes(stack, results)
-        for name, mode, step in steps(args.quick, cache, modes):
+        for name, step_modes, step in steps(args.quick, cache, modes):
+            label = f"{name} ({', '.join(mode.name for mode in step_modes)})"
             waited_s = sum(load.get("waited_s", 0) for load in results["machine_load"].values())
             waited = wait_quiet(os.getpid(), BUSY_MACHINE_CORES, QUIET_WINDOW_S, min(quiet[0], quiet[1] - waited_s))
-            log(f"[{time.monotonic() - started:5.0f} s] {name} ({mode.label})"
+            log(f"[{time.monotonic() - started:5.0f} s] {name} ({'; '.join(mode.label for mode in step_modes)})"
                 + (f" after waiting {waited:g} s for a quiet machine" if waited > QUIET_WINDOW_S + 1 else ""))
-            measure(results, name, mode, step)
-            results["machine_load"][f"{name} ({mode.name})"]["waited_s"] = waited
+            measure(results, name, label, partial(step, step_modes))
+            results["machine_load"][label]["waited_s"] = waited
             results["runs"] = dict(cache)
             RESULTS.write_text(json.dumps(results, indent=1, default=str))
     write_report(results)
@@ -72,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(results: dict, name: str, mode: Mode, step: Callable[[], Any]) -> None:
+def measure(results: dict, name: str, label: str, step: Callable[[], dict[str, Any]]) -> None:
     """Run one step into results[name][mode], or its error into results["errors"]; note how busy the machine was."""
     with MachineShare(os.getpid()) as share:
         try:
-            results.setdefault(name, {})[mode.name] = step()
+            results.setdefault(name, {}).update(step())
         except Exception as exc:  # one broken measurement must not lose the others
-            results["errors"][f"{name} ({mode.name})"] = f"{type(exc).__name__}: {exc}"
+            results["errors"][label] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
-    results["machine_load"][f"{name} ({mode.name})"] = dict(share.figures)
+    results["machine_load"][label] = dict(share.figures)
     taken = share.figures.get("other_cores", 0.0) + share.figures.get("steal_cores", 0.0)
     if taken >= BUSY_MACHINE_CORES:
         log(f"  note: other processes and steal took {taken:.2f} cores during this step")
@@ -99,42 +99,52 @@ def available_modes(stack: ExitStack, results: dict) -> dict[str, Mode]:
     return modes
 
 
-def steps(quick: bool, cache: dict[str, dict], modes: dict[str, Mode]) -> list[tuple[str, Mode, Callable]]:
-    """(step, mode, thunk) in running order; --quick shrinks every one of them. Redis steps need Redis mode."""
-    memory_mode, redis = modes["memory"], modes.get("redis")
-    if quick:
-        plan = [
-            ("ack", memory_mode, lambda m: ack.run(m, rates=(50, 200), step_s=2.0, log=log)),
-            ("ack", redis, lambda m: ack.run(m, rates=(50, 200), step_s=2.0, log=log)),
-            ("turns", memory_mode, lambda m: turns.run(cache, m, levels=(1, 10), log=log)),
-            ("turns", redis, lambda m: turns.run(cache, m, levels=(10,), log=log)),
-            ("commands", redis, lambda m: commands.run(m, idle_s=3.0, log=log)),
-            ("capacity", memory_mode, lambda m: capacity.run(cache, m, steps=(10,), log=log)),
-            ("capacity", redis, lambda m: capacity.run(cache, m, steps=(10,), log=log)),
-            ("slow_brain", memory_mode, lambda m: slow_brain.run(cache, m, levels=(10,), log=log)),
-            ("memory", memory_mode, lambda m: memory.run(m, active=20, log=log)),
-            ("memory", redis, lambda m: memory.run(m, active=20, log=log)),
-            ("profiles", memory_mode, lambda m: {"route": profile.route(m, seconds=3),
-                                                 "turns": profile.turns(m, 20, seconds=4)}),
-            ("profiles", redis, lambda m: {"route": profile.route(m, seconds=3),
-                                           "turns": profile.turns(m, 20, seconds=4)}),
-        ]
-    else:
-        plan = [
-            ("ack", memory_mode, lambda m: ack.run(m, log=log)),
-            ("ack", redis, lambda m: ack.run(m, log=log)),
-            ("profiles", memory_mode, lambda m: {"route": profile.route(m), "turns": profile.turns(m)}),
-            ("profiles", redis, lambda m: {"route": profile.route(m), "turns": profile.turns(m)}),
-            ("turns", memory_mode, lambda m: turns.run(cache, m, log=log)),
-            ("turns", redis, lambda m: turns.run(cache, m, levels=REDIS_TURN_LEVELS, log=log)),
-            ("commands", redis, lambda m: commands.run(m, log=log)),
-            ("memory", memory_mode, lambda m: memory.run(m, log=log)),
-            ("memory", redis, lambda m: memory.run(m, log=log)),
-            ("capacity", memory_mode, lambda m: capacity.run(cache, m, log=log)),
-            ("capacity", redis, lambda m: capacity.run(cache, m, log=log)),
-            ("slow_brain", memory_mode, lambda m: slow_brain.run(cache, m, log=log)),
-        ]
-    return [(name, mode, partial(thunk, mode)) for name, mode, thunk in plan if mode is not None]
+Step = Callable[[tuple[Mode, ...]], dict[str, Any]]
+
+
+def steps(quick: bool, cache: dict[str, dict], modes: dict[str, Mode]) -> list[tuple[str, tuple[Mode, ...], Step]]:
+    """(step, its modes, thunk returning {mode: figures}) in running order; --quick shrinks every one of them.
+
+    Turns and capacity run both modes back to back at each concurrency, so that a busy spell on a shared
+    machine falls on both alike; the others run one mode at a time.
+    """
+    size = QUICK if quick else FULL
+    memory_mode, redis = (modes["memory"],), ((modes["redis"],) if "redis" in modes else ())
+
+    def each(measure_one: Callable[[Mode], Any]) -> Step:
+        return lambda step_modes: {mode.name: measure_one(mode) for mode in step_modes}
+
+    plan: list[tuple[str, tuple[Mode, ...], Step]] = [
+        ("ack", memory_mode, each(lambda m: ack.run(m, **size["ack"], log=log))),
+        ("ack", redis, each(lambda m: ack.run(m, **size["ack"], log=log))),
+        ("profiles", memory_mode, each(lambda m: _profiles(m, size["profiles"]))),
+        ("profiles", redis, each(lambda m: _profiles(m, size["profiles"]))),
+        ("turns", memory_mode + redis, lambda ms: turns.run(cache, ms, size["turns"], log=log)),
+        ("commands", redis, each(lambda m: commands.run(m, **size["commands"], log=log))),
+        ("memory", memory_mode, each(lambda m: memory.run(m, **size["memory"], log=log))),
+        ("memory", redis, each(lambda m: memory.run(m, **size["memory"], log=log))),
+        ("capacity", memory_mode + redis, lambda ms: capacity.run(cache, ms, **size["capacity"], log=log)),
+        ("slow_brain", memory_mode, each(lambda m: slow_brain.run(cache, m, **size["slow_brain"], log=log))),
+    ]
+    return [(name, step_modes, step) for name, step_modes, step in plan if step_modes]
+
+
+# Step sizes: the full run, and --quick's smoke run. Redis mode's per-turn rows are the two concurrencies
+# the goals name (memory mode also runs 1 and 10).
+FULL: dict[str, Any] = {
+    "ack": {}, "profiles": {"route": {}, "turns": {}}, "commands": {}, "memory": {}, "capacity": {},
+    "slow_brain": {}, "turns": {"memory": turns.LEVELS, "redis": (50, 200)},
+}
+QUICK: dict[str, Any] = {
+    "ack": {"rates": (50, 200), "step_s": 2.0}, "profiles": {"route": {"seconds": 3},
+                                                             "turns": {"concurrency": 20, "seconds": 4}},
+    "commands": {"idle_s": 3.0}, "memory": {"active": 20}, "capacity": {"steps": (10,)},
+    "slow_brain": {"levels": (10,)}, "turns": {"memory": (1, 10), "redis": (10,)},
+}
+
+
+def _profiles(mode: Mode, size: dict[str, dict]) -> dict:
+    return {"route": profile.route(mode, **size["route"]), "turns": profile.turns(mode, **size["turns"])}
 
 
 def settings() -> dict:

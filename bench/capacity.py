@@ -7,6 +7,8 @@ point the load generator, not the service, may be what failed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bench import turns
 from bench.modes import MEMORY, Mode
 
@@ -29,13 +31,19 @@ def verdict(run: dict) -> dict:
             "simulator_saturated": run["simulator_cores"] >= SIMULATOR_SATURATED_CORES}
 
 
-def run(cache: dict[str, dict], mode: Mode = MEMORY, steps: tuple[int, ...] = STEPS, log=print) -> dict:
-    held = 0
-    verdicts = []
+def run(cache: dict[str, dict], modes: Sequence[Mode] = (MEMORY,), steps: tuple[int, ...] = STEPS,
+        log=print) -> dict[str, dict]:
+    """{mode: the sweep}. At each step every mode still passing runs, back to back (as in turns.run)."""
+    verdicts: dict[str, list[dict]] = {mode.name: [] for mode in modes}
     for step in steps:
-        verdicts.append(verdict(turns.cached(cache, mode, step, log)))
-        if not verdicts[-1]["passed"]:
-            break
-        held = step
+        for mode in modes:
+            done = verdicts[mode.name]
+            if not done or done[-1]["passed"]:
+                done.append(verdict(turns.cached(cache, mode, step, log)))
+    return {mode.name: _sweep(mode, verdicts[mode.name], steps) for mode in modes}
+
+
+def _sweep(mode: Mode, verdicts: list[dict], steps: tuple[int, ...]) -> dict:
+    held = max((v["concurrency"] for v in verdicts if v["passed"]), default=0)
     return {"mode": mode.name, "workers": mode.workers, "steps": verdicts, "held": held, "cap": max(steps),
             "limit_ms": ACK_P99_LIMIT_MS, "runs": [turns.run_key(mode, v["concurrency"]) for v in verdicts]}

@@ -43,8 +43,8 @@ def machine_load(results: dict) -> str:
         "the load generator, gunicorn, redis-server, py-spy) over each step, in cores. *Other processes* is "
         "everything else on the machine; steal is time the hypervisor gave to other guests. Before each step the bench "
         f"waits ({settings.get('quiet_wait_s', '?')} s at most, {settings.get('quiet_budget_s', '?')} s over the "
-        f"whole run) for other processes to use under {BUSY_MACHINE_CORES:g} cores. Steps shorter than 2 s (reusing "
-        "earlier runs) have no figures.",
+        f"whole run) for other processes and steal to take under {BUSY_MACHINE_CORES:g} cores. Steps shorter than "
+        "2 s (reusing earlier runs) have no figures.",
         table(["step", "waited s", "wall s", "bench cores", "other processes cores", "steal cores"], rows),
     ])
 

@@ -8,6 +8,8 @@ includes its Redis round trips (intake, claim, state read, commit).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from bench import calls
 from bench.modes import MEMORY, Mode
 
@@ -37,9 +39,19 @@ def cached(cache: dict[str, dict], mode: Mode, concurrency: int, log=print) -> d
     return cache[key]
 
 
-def run(cache: dict[str, dict], mode: Mode = MEMORY, levels: tuple[int, ...] = LEVELS, log=print) -> list[dict]:
-    """One run per level (reusing any already in `cache`); each row is the full run record."""
-    return [cached(cache, mode, level, log) for level in levels]
+def run(cache: dict[str, dict], modes: Sequence[Mode] = (MEMORY,), levels: Mapping[str, tuple[int, ...]] | None = None,
+        log=print) -> dict[str, list[dict]]:
+    """{mode: one run per level}, reusing any already in `cache`; each row is the full run record.
+
+    At each level every mode that asks for it runs, back to back: a busy spell on a shared machine then
+    falls on both modes alike instead of on whichever ran last.
+    """
+    levels = levels or {mode.name: LEVELS for mode in modes}
+    for level in sorted({level for wanted in levels.values() for level in wanted}):
+        for mode in modes:
+            if level in levels.get(mode.name, ()):
+                cached(cache, mode, level, log)
+    return {mode.name: [cache[run_key(mode, level)] for level in levels.get(mode.name, ())] for mode in modes}
 
 
 def one_line(run: dict) -> str:
