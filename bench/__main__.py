@@ -28,7 +28,7 @@ import yaml
 
 from bench import ack, calls, capacity, commands, memory, profile, redisinfo, slow_brain, turns
 from bench.modes import MEMORY, REDIS_WORKERS, Mode, redis_mode
-from bench.procstat import MachineShare, machine, wait_quiet
+from bench.procstat import MachineShare, machine, taken_cores, wait_quiet
 from bench.reading import reading
 from bench.report import render
 from bench.report_run import BUSY_MACHINE_CORES
@@ -81,7 +81,7 @@ def measure(results: dict, name: str, label: str, step: Callable[[], dict[str, A
             results["errors"][label] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
     results["machine_load"][label] = dict(share.figures)
-    taken = share.figures.get("other_cores", 0.0) + share.figures.get("steal_cores", 0.0)
+    taken = taken_cores(share.figures)
     if taken >= BUSY_MACHINE_CORES:
         log(f"  note: other processes and steal took {taken:.2f} cores during this step")
 

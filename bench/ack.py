@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bench import servers
 from bench.modes import MEMORY, Mode
-from bench.procstat import CpuMeter
+from bench.procstat import CpuMeter, MachineShare, taken_cores
 from bench.rategen import Generator, Outcome, Shot
 from bench.stats import percentiles
 from simulator import events
@@ -93,7 +94,7 @@ def measure_rate(generator: Generator, server: servers.Server, network: Network,
                  answerable: list[str], rate: float) -> dict:
     """Fire one step and summarise it; latency counts from when each request was due."""
     with CpuMeter(*server.worker_pids) as cpu, CpuMeter(*server.redis_pids) as redis_cpu, \
-            servers.LogWatch(server) as service_log:
+            servers.LogWatch(server) as service_log, MachineShare(os.getpid()) as machine:
         fired = generator.fire(server.webhook_url, shots, CONNECTIONS)
         drained = server.wait_drained()
     outcomes: list[Outcome] = fired["outcomes"]
@@ -113,6 +114,7 @@ def measure_rate(generator: Generator, server: servers.Server, network: Network,
         "generator_cpu_s": round(fired["cpu_s"], 3),
         "drained": drained,
         "service_log": service_log.counts,
+        "machine_taken_cores": taken_cores(machine.figures),
     }
     if server.name == "service":
         result.update(_checks(network, answerable, result))

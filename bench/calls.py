@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from bench import redisinfo, servers
 from bench.modes import MEMORY, Mode
-from bench.procstat import CpuMeter
+from bench.procstat import CpuMeter, MachineShare, taken_cores
 from bench.stats import percentiles
 from simulator.delivery import DeliveryOptions
 from simulator.load import QUESTIONS, build_report
@@ -110,13 +110,14 @@ def run(load: CallLoad, mode: Mode = MEMORY, *, during=None) -> dict:
         with Sampler(server) as sampler, CpuMeter(*server.worker_pids) as service_cpu, \
                 CpuMeter(*server.redis_pids) as redis_cpu, \
                 CpuMeter(os.getpid()) as sim_cpu, servers.LogWatch(server) as service_log, \
-                (during(server) if during else ExitStack()):
+                MachineShare(os.getpid()) as machine, (during(server) if during else ExitStack()):
             results, duration_s = place_calls(network, load)
             network.delivery.wait_idle(timeout_s=10)
             server.wait_drained(timeout_s=10)
         after = sampler.sample()
         run = summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
         run["mode"], run["workers"], run["service_log"] = mode.name, mode.workers, service_log.counts
+        run["machine_taken_cores"] = taken_cores(machine.figures)
         if mode.redis:
             run["redis"] = redis_figures(run, redisinfo.command_counts(mode.redis_url) - commands_before, redis_cpu)
         return run

@@ -143,12 +143,17 @@ class MachineShare:
                                  "steal_cores": round((steal - steal0) / wall, 3)})
 
 
+def taken_cores(figures: dict[str, float]) -> float:
+    """What other processes and the hypervisor took from the bench (MachineShare.figures), in cores."""
+    return round(figures.get("other_cores", 0.0) + figures.get("steal_cores", 0.0), 3)
+
+
 def wait_quiet(root: int, most_cores: float, window_s: float, timeout_s: float) -> float:
     """Until other processes and steal took under `most_cores` over a `window_s` window (`timeout_s` at most)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         with MachineShare(root) as share:
             time.sleep(window_s)
-        if share.figures.get("other_cores", 0.0) + share.figures.get("steal_cores", 0.0) < most_cores:
+        if taken_cores(share.figures) < most_cores:
             break
     return round(time.monotonic() - started, 1)

@@ -68,7 +68,10 @@ def _header(results: dict) -> str:
     lines += ["", f"**Brains:** instant = the offline intent matcher; slow = the LLM brain through the real `openai` "
               f"client against `tests/fake_openai.py` answering in {s.get('slow_brain_delay_s')} s (uniform).",
               "", "Latencies in milliseconds as p50 / p95 / p99 (nearest rank). A figure counts only when its step's "
-              "own checks passed (nothing lost, nothing duplicated); otherwise the table says what failed."]
+              "own checks passed (nothing lost, nothing duplicated); otherwise the table says what failed. "
+              "*Taken by other jobs* is how many cores other processes on the machine and the hypervisor (steal "
+              "time) took while that row was measured: the bench's figures assume a quiet machine, so a row with "
+              "more than a few tenths of a core taken is pessimistic."]
     return "\n".join(lines)
 
 
@@ -192,9 +195,11 @@ def _ack_table(ack: dict) -> str:
                      p(floor["ack_ms"]) + ("" if floor.get("sustained") else " (not sustained)"),
                      p(mine["ack_ms"]) if mine.get("passed", True) else "not recorded",
                      p(ratio), f"{floor['errors']} / {mine['errors']}", cpu, ms(mine["send_lag_ms"]["p99"]),
+                     f"{busy(floor)} / {busy(mine)}",
                      "pass" if mine.get("passed", True) else "**fail**: " + ", ".join(mine["problems"])])
     return table(["req/s", "achieved floor / service", "floor ack", "service ack", "ratio service/floor",
-                  "errors floor / service", "worker CPU µs/req floor / service", "generator lag p99", "checks"], rows)
+                  "errors floor / service", "worker CPU µs/req floor / service", "generator lag p99",
+                  "taken by other jobs floor / service", "checks"], rows)
 
 
 def _ack_side_by_side(memory: dict, redis: dict) -> str:
@@ -223,7 +228,7 @@ def _turns(results: dict) -> str:
                    if recorded(run) else ["not recorded", "not recorded", "-"])
         table_rows.append([mode_label(run.get("mode", "memory"), run), load["concurrency"], pace(load["speed"]),
                            run["caller_turns"], *figures, run["lost"], run["duplicated"],
-                           (run.get("redis") or {}).get("commands_per_turn", "-"), run["simulator_cores"]])
+                           (run.get("redis") or {}).get("commands_per_turn", "-"), run["simulator_cores"], busy(run)])
     return "\n\n".join([
         "## 2. Per-turn overhead (instant brain)",
         "From the caller's final transcript leaving the simulator (queued for delivery) to the `speak` command "
@@ -233,7 +238,7 @@ def _turns(results: dict) -> str:
         f"{rows[-1]['load']['turns']} questions and says goodbye; starts are spread over a short ramp. "
         f"{TURNS_RECORDED}",
         table(["mode", "concurrent calls", "speech pace", "turns", "turn (simulator)", "turn (from POST)", "ack p99",
-               "lost", "duplicated", "Redis commands/turn", "simulator cores"], table_rows),
+               "lost", "duplicated", "Redis commands/turn", "simulator cores", "taken by other jobs"], table_rows),
     ])
 
 
@@ -269,9 +274,24 @@ def _capacity_table(cap: dict, runs: dict) -> str:
                      run["webhooks_per_s"], run["service_cores"] if redis_cores is None
                      else f"{run['service_cores']} + {redis_cores}",
                      f"{run['simulator_cores']}{' (saturated)' if step['simulator_saturated'] else ''}",
-                     "pass" if step["passed"] else "**fail**: " + ", ".join(step["reasons"])])
+                     busy(run), _verdict(step)])
     return table(["calls", "peak live", "ack", "turn p99", "lost", "duplicated", "errors", "webhooks/s",
-                  "service cores", "simulator cores", "verdict"], rows)
+                  "service cores", "simulator cores", "taken by other jobs", "verdict"], rows)
+
+
+def _verdict(step: dict) -> str:
+    text = "pass" if step["passed"] else "**fail**: " + ", ".join(step["reasons"])
+    first = step.get("first_attempt")
+    if first:
+        text += (f" (second attempt: the first failed on {', '.join(first['reasons'])} while other jobs took "
+                 f"{first['taken_cores']:g} cores)")
+    return text
+
+
+def busy(figures: dict) -> str:
+    """Cores other processes and steal took during a run or a rate step, when recorded."""
+    taken = figures.get("machine_taken_cores")
+    return "-" if taken is None else f"{taken:g}"
 
 
 # ------------------------------------------------------------------ 4. slow brain, 5. memory, 6. CPU
@@ -323,10 +343,11 @@ def _cpu(runs: dict) -> str:
     if not runs:
         return ""
     rows = []
-    for run in sorted(runs.values(), key=lambda r: (r.get("mode", "memory"), r["load"]["brain"],
-                                                     r["load"]["concurrency"])):
+    for key, run in sorted(runs.items(), key=lambda item: (item[1].get("mode", "memory"), item[1]["load"]["brain"],
+                                                            item[1]["load"]["concurrency"], item[0])):
         load, redis = run["load"], run.get("redis") or {}
-        rows.append([run.get("mode", "memory"), load["concurrency"], load["brain"], pace(load["speed"]),
+        again = " (second attempt)" if key.endswith("-retry") else ""
+        rows.append([run.get("mode", "memory"), f"{load['concurrency']}{again}", load["brain"], pace(load["speed"]),
                      run["caller_turns"], run["webhooks"], run["service_cpu_s"], run["cpu_ms_per_turn"],
                      redis.get("redis_cpu_ms_per_turn", "-"), run["cpu_us_per_webhook"], run["service_cores"]])
     text = ["## 6. CPU cost per turn",
