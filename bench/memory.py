@@ -51,6 +51,8 @@ def run(mode: Mode = MEMORY, active: int = 200, log=print) -> dict:
             results, _ = placing.result()
             server.wait_drained()
         after = sampler.sample()
+        if mode.redis:
+            after["keys"] = redisinfo.key_census(mode.redis_url, server.key_prefix)
     peak = sampler.peak()
     live = peak.get("live_calls") or 0
     result = {
@@ -106,5 +108,6 @@ def _redis_figures(warm: int, holding: dict | None, after: dict, active: int) ->
         "bytes_left_per_ended_call": round((after["redis_used_memory"] - warm) / active)
         if after.get("redis_used_memory") else None,
         "keys": (holding or {}).get("keys", {}),
+        "keys_after_hangup": after.get("keys", {}),
         "one_call": (holding or {}).get("one_call", {}),
     }

@@ -108,8 +108,11 @@ def memory(results: dict) -> str:
     rows = [["after the warm-up calls (0 live)", redis["used_memory_0_calls"]],
             [f"{live} calls answered and on hold", redis["used_memory_live"]],
             ["after they all hung up", redis["used_memory_after_hangup"]]]
-    keys = [[f"`{kind}`", row["keys"], row["bytes"], round(row["bytes"] / live) if live else "-"]
-            for kind, row in redis["keys"].items()]
+    during, after = redis["keys"], redis.get("keys_after_hangup") or {}
+    empty = {"keys": 0, "bytes": 0}
+    keys = [[f"`{kind}`", during.get(kind, empty)["keys"], during.get(kind, empty)["bytes"],
+             round(during.get(kind, empty)["bytes"] / live) if live else "-", after.get(kind, empty)["keys"],
+             after.get(kind, empty)["bytes"]] for kind in [*during, *(k for k in after if k not in during)]]
     one = {k: v for k, v in redis.get("one_call", {}).items() if k != "call_control_id"}
     recorded_ = mem.get("passed", True)
     return "\n\n".join([
@@ -124,7 +127,8 @@ def memory(results: dict) -> str:
          f"Redis memory, over {live} calls. After they hung up, "
          f"{redis['bytes_left_per_ended_call']} bytes per call stay behind until the `seen` ids and tombstones "
          "expire." if recorded_ else "Not recorded: not every call was live at once or completed."),
-        table(["key kind", "keys", "MEMORY USAGE bytes", f"bytes per live call ({live})"], keys),
+        table(["key kind", "keys", "MEMORY USAGE bytes", f"bytes per live call ({live})", "keys after hangup",
+               "bytes after hangup"], keys),
         "One call's own keys (`MEMORY USAGE` bytes): " + (", ".join(f"`{k}` {v}" for k, v in one.items()) or "-")
         + ". Its share of the sorted sets and its `seen` ids come on top (table above).",
     ])
