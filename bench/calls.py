@@ -3,7 +3,8 @@
 One run places `calls` scripted calls, `concurrency` at a time, their starts spread over `ramp_s` (a real
 switchboard does not get every call in the same millisecond), and returns what the simulator's load report
 says plus what only the bench sees: turn latency from the moment the transcript webhook was POSTed, the
-service worker's CPU and resident memory, and how busy the simulator itself was.
+service workers' CPU and resident memory, and how busy the simulator itself was. In Redis mode also the
+commands the service ran in Redis (INFO commandstats before and after) and the redis-server's CPU.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import os
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 
-import requests
-
-from bench import servers
-from bench.procstat import CpuMeter, rss_mib, thread_count
+from bench import redisinfo, servers
+from bench.modes import MEMORY, Mode
+from bench.procstat import CpuMeter, MachineShare, taken_cores
 from bench.stats import percentiles
 from simulator.delivery import DeliveryOptions
 from simulator.load import QUESTIONS, build_report
@@ -61,7 +62,8 @@ def scenario(load: CallLoad) -> Scenario:
 
 
 class Sampler:
-    """Polls the service every `interval_s`: live calls, queued events, the worker's RSS and threads."""
+    """Polls the service every `interval_s`: live calls, queued events, the workers' RSS and threads, and in
+    Redis mode the server's used_memory."""
 
     def __init__(self, server: servers.Server, interval_s: float = 0.5):
         self.server, self.interval_s = server, interval_s
@@ -78,13 +80,12 @@ class Sampler:
         self._thread.join(timeout=5)
 
     def sample(self) -> dict:
-        try:
-            health = self.server.health()
-        except (requests.RequestException, ValueError):
-            health = {}
-        pid = self.server.worker_pid
-        return {"at": time.monotonic(), "live_calls": health.get("live_calls"), "queued": health.get("queued_events"),
-                "rss_mib": round(rss_mib(pid), 2), "threads": thread_count(pid)}
+        health = self.server.health_or_none() or {}
+        sample = {"at": time.monotonic(), "live_calls": health.get("live_calls"), "queued": health.get("queued_events"),
+                  "rss_mib": round(self.server.rss_mib(), 2), "threads": self.server.threads()}
+        if self.server.mode.redis:
+            sample["redis_used_memory"] = redisinfo.used_memory(self.server.mode.redis_url)
+        return sample
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -96,22 +97,46 @@ class Sampler:
         return max(reversed(live), key=lambda s: s["live_calls"], default={})
 
 
-def run(load: CallLoad, *, during=None) -> dict:
+def run(load: CallLoad, mode: Mode = MEMORY, *, during=None) -> dict:
     """Place the calls and measure; `during(server)` may return a context manager held while calls run."""
     options = NetworkOptions(speed=load.speed,
                              delivery=DeliveryOptions(workers=min(256, max(32, load.concurrency))))
     with ExitStack() as stack:
         network = stack.enter_context(Network(options))
-        server = stack.enter_context(servers.service(_service_env(network, load, stack), SERVICE_OVERRIDES))
+        server = stack.enter_context(servers.service(_service_env(network, load, stack), SERVICE_OVERRIDES, mode))
         network.webhook_url = server.webhook_url
-        idle_rss = rss_mib(server.worker_pid)
-        with Sampler(server) as sampler, CpuMeter(server.worker_pid) as service_cpu, \
-                CpuMeter(os.getpid()) as sim_cpu, (during(server) if during else ExitStack()):
+        idle_rss = server.rss_mib()
+        commands_before = redisinfo.command_counts(mode.redis_url) if mode.redis else None
+        with Sampler(server) as sampler, CpuMeter(*server.worker_pids) as service_cpu, \
+                CpuMeter(*server.redis_pids) as redis_cpu, \
+                CpuMeter(os.getpid()) as sim_cpu, servers.LogWatch(server) as service_log, \
+                MachineShare(os.getpid()) as machine, (during(server) if during else ExitStack()):
             results, duration_s = place_calls(network, load)
             network.delivery.wait_idle(timeout_s=10)
             server.wait_drained(timeout_s=10)
         after = sampler.sample()
-        return summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
+        run = summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
+        run["mode"], run["workers"], run["service_log"] = mode.name, mode.workers, service_log.counts
+        run["machine_taken_cores"] = taken_cores(machine.figures)
+        if mode.redis:
+            run["redis"] = redis_figures(run, redisinfo.command_counts(mode.redis_url) - commands_before, redis_cpu)
+        return run
+
+
+def redis_figures(run: dict, delta: Counter, redis_cpu: CpuMeter) -> dict:
+    """Commands the service ran in Redis over the run (INFO commandstats), per caller turn, and the server's CPU."""
+    commands = redisinfo.service_commands(delta)
+    turns = max(1, run["caller_turns"])
+    return {
+        "window_s": round(redis_cpu.wall_s, 2),
+        "commands": commands,
+        "commands_total": redisinfo.per_turn_total(commands),
+        "commands_per_turn": round(redisinfo.per_turn_total(commands) / turns, 1),
+        "evalsha_per_turn": round(commands.get("evalsha", 0) / turns, 1),
+        "redis_cpu_s": round(redis_cpu.cpu_s, 3),
+        "redis_cores": round(redis_cpu.cores_busy, 3),
+        "redis_cpu_ms_per_turn": round(redis_cpu.cpu_s / turns * 1000, 2),
+    }
 
 
 def _service_env(network: Network, load: CallLoad, stack: ExitStack) -> dict[str, str]:

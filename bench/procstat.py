@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIN_SHARE_WALL_S = 2.0
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -47,12 +48,12 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-def worker_pid(master_pid: int) -> int:
-    """The single gunicorn worker of a master started with workers = 1."""
+def worker_pids(master_pid: int, count: int = 1) -> tuple[int, ...]:
+    """The `count` gunicorn workers of a master (WEB_CONCURRENCY)."""
     workers = children(master_pid)
-    if len(workers) != 1:
-        raise RuntimeError(f"expected one gunicorn worker under pid {master_pid}, found {workers}")
-    return workers[0]
+    if len(workers) != count:
+        raise RuntimeError(f"expected {count} gunicorn worker(s) under pid {master_pid}, found {workers}")
+    return tuple(workers)
 
 
 def machine() -> dict[str, str | int]:
@@ -71,21 +72,88 @@ def machine() -> dict[str, str | int]:
 
 
 class CpuMeter:
-    """CPU seconds a process used between `start()` and `stop()`, next to the wall-clock time."""
+    """CPU seconds some processes used together inside the `with` block, next to the wall-clock time."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(self, *pids: int):
+        self.pids = pids
         self.cpu_s = self.wall_s = 0.0
 
     def __enter__(self) -> CpuMeter:
-        self._cpu0, self._wall0 = cpu_seconds(self.pid), time.monotonic()
+        self._cpu0, self._wall0 = self._total(), time.monotonic()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cpu_s = cpu_seconds(self.pid) - self._cpu0
+        self.cpu_s = self._total() - self._cpu0
         self.wall_s = time.monotonic() - self._wall0
+
+    def _total(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
 
     @property
     def cores_busy(self) -> float:
         """Average cores used over the interval."""
         return self.cpu_s / self.wall_s if self.wall_s else 0.0
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot: user + nice + system + irq + softirq, and steal."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq) / CLOCK_TICKS, steal / CLOCK_TICKS
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of a process and its live descendants; descendants already reaped count through cutime/cstime."""
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stats[int(entry)] = _stat_fields(int(entry))
+            except (OSError, IndexError):
+                continue  # exited while we looked: its time is in its parent's cutime by now
+    tree, grew = {root}, True
+    while grew:
+        found = {pid for pid, fields in stats.items() if int(fields[1]) in tree} - tree
+        tree, grew = tree | found, bool(found)
+    return sum(sum(int(v) for v in stats[pid][11:15]) for pid in tree if pid in stats) / CLOCK_TICKS
+
+
+class MachineShare:
+    """Inside the `with` block: how busy the machine was, and how much of that was not this process tree.
+
+    Other processes (another job on a shared machine) compete for the same cores as the service, so a
+    step's figures are only as good as the machine was quiet; this says how quiet it was.
+    """
+
+    def __init__(self, root: int):
+        self.root = root
+        self.figures: dict[str, float] = {}
+
+    def __enter__(self) -> MachineShare:
+        self._start = (time.monotonic(), *machine_cpu_s(), tree_cpu_s(self.root))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall0, busy0, steal0, tree0 = self._start
+        wall, (busy, steal), tree = time.monotonic() - wall0, machine_cpu_s(), tree_cpu_s(self.root)
+        self.figures = {"wall_s": round(wall, 1)}
+        if wall >= MIN_SHARE_WALL_S:  # CPU time comes in clock ticks: a shorter span gives noise
+            self.figures.update({"bench_cores": round((tree - tree0) / wall, 3),
+                                 "other_cores": round(max(0.0, (busy - busy0) - (tree - tree0)) / wall, 3),
+                                 "steal_cores": round((steal - steal0) / wall, 3)})
+
+
+def taken_cores(figures: dict[str, float]) -> float:
+    """What other processes and the hypervisor took from the bench (MachineShare.figures), in cores."""
+    return round(figures.get("other_cores", 0.0) + figures.get("steal_cores", 0.0), 3)
+
+
+def wait_quiet(root: int, most_cores: float, window_s: float, timeout_s: float) -> float:
+    """Until other processes and steal took under `most_cores` over a `window_s` window (`timeout_s` at most)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        with MachineShare(root) as share:
+            time.sleep(window_s)
+        if taken_cores(share.figures) < most_cores:
+            break
+    return round(time.monotonic() - started, 1)

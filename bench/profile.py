@@ -1,4 +1,4 @@
-"""Where the service's CPU goes: py-spy samples the gunicorn worker from outside.
+"""Where the service's CPU goes: py-spy samples the gunicorn workers from outside.
 
 Only stacks holding the GIL are kept (`--gil`): one worker process runs Python on at most one core at a
 time, so the GIL's time is what sets capacity. py-spy pauses the worker for each sample, so the run being
@@ -7,7 +7,7 @@ profiled is not one whose latency the report quotes.
 py-spy comes from requirements-bench.txt, which `make bench` installs (tests do not need it).
 Stacks are folded into what a reader cares about: the webhook request (gunicorn, Flask, the route's
 verify / parse / dedupe / hand-off), the per-call workers (dialog, brain, Call Control HTTP, logging),
-and everything else.
+in Redis mode the lease dispatcher and every call into the Redis client, and everything else.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.modes import MEMORY, Mode
+
 SAMPLE_HZ = 250
 
 # (label, a frame that marks a stack as belonging to it). First match wins, so the order matters.
@@ -28,6 +30,8 @@ AREAS = (
     ("webhook route: telnyx_webhook", "telnyx_webhook (app.py"),
     ("webhook request: gunicorn + Flask around the route", "handle (gunicorn/workers/gthread.py"),
     ("call workers: turns (dialog, brain, Call Control)", "_drain (workers.py"),
+    ("call workers: turns (dialog, brain, Call Control)", "_run_call (stores/leases.py"),  # Redis mode
+    ("lease dispatcher: claims, renewals, timers (Redis mode)", "_dispatch (stores/leases.py"),
     ("gunicorn: accept / poll / keep-alive", "gunicorn/workers/gthread.py"),
     ("timers (scheduler thread)", "_run (workers.py"),
 )
@@ -43,6 +47,7 @@ HTTP_PARTS = (
 )
 # Parts of interest inside an area: (label, frame substring). A stack counts for the first that matches.
 PARTS = (
+    ("Redis client (redis-py: commands, scripts, connections)", "redis/"),
     ("Ed25519 signature check", "verify (webhook_auth.py"),
     ("JSON parse of the event", "parse_event (events.py"),
     ("dedupe + queue (receptionist.accept)", "accept (receptionist.py"),
@@ -66,32 +71,43 @@ def py_spy() -> str | None:
 
 
 @contextmanager
-def record(pid: int, seconds: float, result: dict) -> Iterator[None]:
-    """Sample `pid` for `seconds` while the body runs; fill `result` with the folded summary."""
+def record(pids: tuple[int, ...], seconds: float, result: dict) -> Iterator[None]:
+    """Sample every process in `pids` for `seconds` while the body runs; fill `result` with the folded summary.
+
+    With several workers their stacks are pooled; GIL busy is then the average over the workers.
+    """
     executable = py_spy()
     if executable is None:
         result["error"] = "py-spy is not installed (make bench installs requirements-bench.txt)"
         yield
         return
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
-        raw = Path(tmp) / "stacks.txt"
-        command = [executable, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-                   "--rate", str(SAMPLE_HZ), "--format", "raw", "--gil", "--output", str(raw)]
-        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        raws = [Path(tmp) / f"stacks-{pid}.txt" for pid in pids]
+        spies = [subprocess.Popen([executable, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
+                                   "--rate", str(SAMPLE_HZ), "--format", "raw", "--gil", "--output", str(raw)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for pid, raw in zip(pids, raws, strict=True)]
         try:
             yield
         finally:
-            try:
-                _, err = spy.communicate(timeout=seconds + 30)
-            except subprocess.TimeoutExpired:
-                spy.kill()
-                _, err = spy.communicate()
-        if raw.exists():
-            result.update(summarise(raw.read_text()))
+            errors = [_finish(spy, seconds) for spy in spies]
+        if all(raw.exists() for raw in raws):
+            result.update(summarise("\n".join(raw.read_text() for raw in raws)))
             result["sample_hz"] = SAMPLE_HZ
-            result["gil_busy"] = round(result["samples"] / (SAMPLE_HZ * max(1, round(seconds))), 3)
+            result["processes"] = len(pids)
+            result["gil_busy"] = round(result["samples"] / (SAMPLE_HZ * max(1, round(seconds)) * len(pids)), 3)
         else:
-            result["error"] = f"py-spy wrote nothing: {err.decode(errors='replace')[-300:]}"
+            result["error"] = f"py-spy wrote nothing: {' '.join(errors)[-300:]}"
+
+
+def _finish(spy: subprocess.Popen, seconds: float) -> str:
+    """Wait for one py-spy to write its file; its stderr, for the error message."""
+    try:
+        _, err = spy.communicate(timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        _, err = spy.communicate()
+    return err.decode(errors="replace")
 
 
 def summarise(folded: str, top: int = 12) -> dict:
@@ -137,25 +153,25 @@ def _parse(folded: str) -> Counter:
     return stacks
 
 
-def route(seconds: float = 8.0, rate: float = 300.0) -> dict:
+def route(mode: Mode = MEMORY, seconds: float = 8.0, rate: float = 300.0) -> dict:
     """The webhook path alone: realistic signed webhooks at a fixed rate (see ack.py)."""
     from bench import ack, servers
     from bench.rategen import Generator
 
     result: dict = {"load": f"{rate:.0f} webhooks/s for {seconds:.0f} s (call.initiated, call.answered, call.hangup)"}
     with ack.ack_network() as (network, capture), Generator() as generator, \
-            servers.service(network.service_env()) as service:
-        shots = ack.call_shots(network, capture, service.webhook_url, rate, seconds + 1)
-        with record(service.worker_pid, seconds, result):
-            ack.measure_rate(generator, service, shots, rate)
+            servers.service(network.service_env(), mode=mode) as service:
+        shots, answerable = ack.call_shots(network, capture, service.webhook_url, rate, seconds + 1)
+        with record(service.worker_pids, seconds, result):
+            ack.measure_rate(generator, service, network, shots, answerable, rate)
     return result
 
 
-def turns(concurrency: int = 100, seconds: float = 10.0) -> dict:
+def turns(mode: Mode = MEMORY, concurrency: int = 100, seconds: float = 10.0) -> dict:
     """Whole calls: webhooks plus the per-call workers that run each turn and send its commands."""
     from bench import calls
 
     load = calls.CallLoad(concurrency=concurrency, calls=concurrency, turns=3, speed=0.5, ramp_s=2.0)
     result: dict = {"load": f"{concurrency} concurrent calls, speech at 2x real pace, {seconds:.0f} s sampled"}
-    calls.run(load, during=lambda server: record(server.worker_pid, seconds, result))
+    calls.run(load, mode, during=lambda server: record(server.worker_pids, seconds, result))
     return result

@@ -7,16 +7,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bench import calls, turns
+from bench.modes import MEMORY, Mode
 
 LEVELS = (50, 200)
 
 
-def run(cache: dict[int, dict], levels: tuple[int, ...] = LEVELS, log=print) -> list[dict]:
+def run(cache: dict[str, dict], mode: Mode = MEMORY, levels: tuple[int, ...] = LEVELS, log=print) -> list[dict]:
     rows = []
     for level in levels:
-        instant = cache.get(level) or calls.run(turns.load_for(level))
-        cache[level] = instant
-        slow = calls.run(replace(turns.load_for(level), brain="slow"))
+        instant = turns.cached(cache, mode, level, log)
+        slow = calls.run(replace(turns.load_for(level), brain="slow"), mode)
+        cache[turns.run_key(mode, level, "slow")] = slow
         log("  slow brain " + turns.one_line(slow))
         rows.append({"concurrency": level, "instant": instant, "slow": slow})
     return rows
