@@ -25,6 +25,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -107,10 +108,13 @@ def error(status: int, code: str, title: str, detail: str = "", pointer: str | N
 
 
 class FakeTelnyx:
-    """The API half of the simulator. Start with `start()`, stop with `stop()`; `base_url` ends in /v2."""
+    """The API half of the simulator. Start with `start()`, stop with `stop()`; `base_url` ends in /v2.
+
+    Given `tls` (a server SSLContext) it speaks HTTPS, as the real API does, for tests of the client's TLS path.
+    """
 
     def __init__(self, carrier: Carrier | None = None, faults: FaultPlan | None = None, *, port: int = 0,
-                 seed: int | None = None):
+                 seed: int | None = None, tls: ssl.SSLContext | None = None):
         self.carrier = carrier
         self.faults = faults or FaultPlan()
         self.faults_by_action: dict[str, FaultPlan] = {}
@@ -123,12 +127,15 @@ class FakeTelnyx:
         self._faulted: dict[tuple[str, str], int] = {}
         self._random = random.Random(seed)
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
+        if tls is not None:  # each handshake then runs in the accepting thread: fine for tests, not for load
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v2"
+        return f"{self._scheme}://{host}:{port}/v2"
 
     def start(self) -> FakeTelnyx:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-telnyx", daemon=True)
