@@ -259,6 +259,7 @@ def test_a_slow_answer_is_acted_on_at_once_and_answered_late(loopback):
     with pytest.raises(requests.Timeout):
         requests.post(f"{loopback.base_url}/calls/v3:a/actions/answer", json={"command_id": "a1"}, headers=AUTH,
                       timeout=(1, 0.1))
+    assert wait_until(lambda: loopback.requests_for("v3:a"), 5), "the client's 0.1 s can pass before it is recorded"
     [late] = loopback.requests_for("v3:a")
     assert (late.status, late.fault, late.acted) == (200, "slow 0.3 s", True)
     started = time.monotonic()
