@@ -11,6 +11,7 @@ Faults (simulator/faults.py) are scripted per action and optionally per call::
     fake.plan("speak", http_error(503), CUT)            # the next two speaks, once each, in order
     fake.plan("answer", RESET, call=call_control_id)     # only this call's next answer
     fake.always("hangup", http_error(422, "90018"))      # every hangup, until clear_faults()
+    fake.plan("speak", redirect(302, other_host.url))   # send the client elsewhere (see OtherHost)
 
 For each request the fake takes the next fault planned for its call, else the next planned for every
 call, else the `always` fault for its call, else the one for every call, else maybe a random one from
@@ -19,10 +20,12 @@ the `FaultPlan` it was given.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -38,6 +41,7 @@ from simulator.validation import ACTIONS, validate
 
 ACTION_PATH = re.compile(r"^/v2/calls/(?P<call_control_id>[^/]+)/actions/(?P<action>[^/?]+)$")
 DEDUP_WINDOW_S = 60.0
+STREAM_BLOCK_BYTES = 64 * 1024  # what a huge or endless body is written in
 ERROR_TITLES = {
     "10007": "Unexpected error",
     "10009": "Authentication failed",
@@ -104,10 +108,13 @@ def error(status: int, code: str, title: str, detail: str = "", pointer: str | N
 
 
 class FakeTelnyx:
-    """The API half of the simulator. Start with `start()`, stop with `stop()`; `base_url` ends in /v2."""
+    """The API half of the simulator. Start with `start()`, stop with `stop()`; `base_url` ends in /v2.
+
+    Given `tls` (a server SSLContext) it speaks HTTPS, as the real API does, for tests of the client's TLS path.
+    """
 
     def __init__(self, carrier: Carrier | None = None, faults: FaultPlan | None = None, *, port: int = 0,
-                 seed: int | None = None):
+                 seed: int | None = None, tls: ssl.SSLContext | None = None):
         self.carrier = carrier
         self.faults = faults or FaultPlan()
         self.faults_by_action: dict[str, FaultPlan] = {}
@@ -120,12 +127,15 @@ class FakeTelnyx:
         self._faulted: dict[tuple[str, str], int] = {}
         self._random = random.Random(seed)
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
+        if tls is not None:  # each handshake then runs in the accepting thread: fine for tests, not for load
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v2"
+        return f"{self._scheme}://{host}:{port}/v2"
 
     def start(self) -> FakeTelnyx:
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-telnyx", daemon=True)
@@ -272,9 +282,11 @@ class FakeTelnyx:
 
 
 def _fault_reply(fault: Fault) -> Reply:
-    """The error envelope for a status fault; a reset has no answer at all (recorded as status 0)."""
+    """The error envelope for a status fault; a redirect has none; a reset has no answer at all (status 0)."""
     if fault.kind == "reset":
         return Reply(0, {}, transport=fault)
+    if fault.kind == "redirect":
+        return Reply(fault.status, {}, headers={"Location": fault.location})
     title = "Service unavailable" if fault.status == 503 else ERROR_TITLES.get(fault.code, "Scripted failure")
     reply = error(fault.status, fault.code, title)
     if fault.retry_after is not None:
@@ -318,7 +330,11 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
                 self._send(reply, cut=True)
                 return self._reset()
             if fault and fault.kind == "trickle":
-                return self._trickle(reply, fault.seconds)
+                return self._trickle(self._status_and_headers(reply), fault.seconds)
+            if fault and fault.kind == "header_trickle":
+                return self._trickle(self._rendered(reply), fault.seconds)
+            if fault and fault.kind in ("huge", "endless"):
+                return self._stream(reply, fault.size if fault.kind == "huge" else None)
             return self._send(reply)
 
         def _send(self, reply: Reply, cut: bool = False) -> None:
@@ -326,25 +342,58 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(payload[: len(payload) // 2] if cut else payload)
             self.wfile.flush()
 
-        def _trickle(self, reply: Reply, seconds_per_byte: float) -> None:
-            payload = self._status_and_headers(reply)
+        def _trickle(self, data: bytes, seconds_per_byte: float) -> None:
+            """Send `data` one byte every `seconds_per_byte` (whatever has been sent before goes at once)."""
             self.wfile.flush()
-            for i in range(len(payload)):
+            for i in range(len(data)):
                 if fake.stopping.wait(seconds_per_byte):
                     return self._reset()
-                self.wfile.write(payload[i : i + 1])
+                self.wfile.write(data[i : i + 1])
                 self.wfile.flush()
+
+        def _stream(self, reply: Reply, size: int | None) -> None:
+            """The answer padded with leading spaces to `size` bytes, or (None) a chunked body that never ends.
+
+            Written 64 KiB at a time from one block, so the fake's memory stays flat; a client that stops
+            reading and closes ends it (the next write fails), as does stop()."""
+            block = b" " * STREAM_BLOCK_BYTES
+            if size is None:
+                self._head(reply, {"Transfer-Encoding": "chunked"})
+                chunk = b"%x\r\n%s\r\n" % (len(block), block)
+                while not fake.stopping.is_set():
+                    self.wfile.write(chunk)
+                return self._reset()
+            payload = json.dumps(reply.body).encode()
+            self._head(reply, {"Content-Length": str(max(size, len(payload)))})
+            padding = size - len(payload)
+            while padding > 0:
+                if fake.stopping.is_set():
+                    return self._reset()
+                self.wfile.write(block[:padding])
+                padding -= len(block)
+            self.wfile.write(payload)
 
         def _status_and_headers(self, reply: Reply) -> bytes:
             """Send the status line and headers; return the body still to send."""
             payload = json.dumps(reply.body).encode()
+            self._head(reply, {"Content-Length": str(len(payload))})
+            return payload
+
+        def _head(self, reply: Reply, framing: dict[str, str]) -> None:
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in reply.headers.items():
+            for name, value in {**framing, **reply.headers}.items():
                 self.send_header(name, value)
             self.end_headers()
-            return payload
+
+        def _rendered(self, reply: Reply) -> bytes:
+            """The whole answer as bytes, status line and headers included, instead of sending it."""
+            socket_file, self.wfile = self.wfile, io.BytesIO()
+            try:
+                body = self._status_and_headers(reply)
+                return self.wfile.getvalue() + body
+            finally:
+                self.wfile = socket_file
 
         def _reset(self) -> None:
             """Close with an RST (SO_LINGER 0), not a polite FIN."""
@@ -353,6 +402,50 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
             self.connection.close()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the runner prints its own transcript
+            return
+
+    return Handler
+
+
+class OtherHost:
+    """Another HTTP server on loopback, for a scripted redirect to point at: it answers 200 with Call Control's
+    success body to any method, as the host in the incident did, and records every request it gets, so a test
+    can assert that nothing was ever sent there. `url` names it "localhost", not 127.0.0.1 like the fake, so a
+    log line can tell the two hosts apart."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, bytes]] = []  # (method, path, body), in arrival order
+        self._server = _Server(("127.0.0.1", 0), _recording_handler(self.requests))
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self._server.server_address[1]}"
+
+    def __enter__(self) -> OtherHost:
+        threading.Thread(target=self._server.serve_forever, name="other-host", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _recording_handler(requests: list[tuple[str, str, bytes]]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _record(self) -> None:
+            requests.append((self.command, self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            payload = json.dumps({"data": {"result": "ok"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = _record  # noqa: N815 - the names http.server looks for
+
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     return Handler

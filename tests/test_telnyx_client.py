@@ -1,14 +1,18 @@
-"""telnyx_client.py: the Call Control client against `responses`: paths, bodies, auth, retries and the benign 90018."""
+"""telnyx_client.py: the Call Control client against `responses`: paths, bodies, auth, retries and the benign 90018,
+redirects and oversize answers. Real servers (trickles, memory, the host a redirect names) are in
+tests/reliability/test_downstream.py."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import requests
 import responses
 
 from telnyx_client import (
+    MAX_ANSWER_BYTES,
     TelnyxClient,
     TelnyxConnectionError,
     TelnyxHTTPError,
@@ -144,6 +148,74 @@ def test_garbled_error_body_still_raises_a_named_error(telnyx_client):
 def test_requests_carry_explicit_timeouts():
     configured = TelnyxClient("k", BASE, connect_timeout=1.5, read_timeout=2.5)
     assert configured.timeout == (1.5, 2.5)
+    assert configured.attempt_deadline_s == 4.0, "each attempt as a whole: connect + read timeout, no config key"
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_raised_at_once_naming_only_its_host(telnyx_client, sleeps, status):
+    location = "https://elsewhere.test/v2/calls/x/actions/speak?token=secret"
+    responses.post(f"{URL}/speak", status=status, headers={"Location": location})
+    responses.add(responses.GET, location, json=OK)
+    responses.add(responses.POST, location, json=OK)
+    with pytest.raises(TelnyxHTTPError) as raised:
+        telnyx_client.speak(CALL, "Hello", "Telnyx.KokoroTTS.af", command_id="c")
+    assert (raised.value.status, raised.value.code) == (status, None)
+    assert str(raised.value) == f"HTTP {status} code=None redirect to host elsewhere.test not followed"
+    assert [call.request.url for call in responses.calls] == [f"{URL}/speak"] and sleeps == []
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "location, named",
+    [(None, "nowhere (no Location)"), ("/v2/elsewhere", "the same host"), ("http://[::1/x", "a malformed Location")],
+)
+def test_a_redirect_without_a_usable_location_is_still_a_named_error(telnyx_client, location, named):
+    responses.post(f"{URL}/answer", status=302, headers={"Location": location} if location else {})
+    with pytest.raises(TelnyxHTTPError, match=re.escape(f"redirect to {named} not followed")):
+        telnyx_client.answer(CALL, command_id="c")
+
+
+def padded(size: int, body: dict) -> bytes:
+    """`body` as JSON, padded with leading spaces to `size` bytes: still valid JSON."""
+    text = json.dumps(body).encode()
+    return b" " * (size - len(text)) + text
+
+
+@responses.activate
+def test_an_answer_of_exactly_the_limit_is_read_and_one_byte_more_is_an_error(telnyx_client, sleeps):
+    responses.post(f"{URL}/answer", body=padded(MAX_ANSWER_BYTES, OK), content_type="application/json")
+    assert telnyx_client.answer(CALL, command_id="c") is True
+    responses.replace(responses.POST, f"{URL}/answer", body=padded(MAX_ANSWER_BYTES + 1, OK))
+    with pytest.raises(TelnyxHTTPError) as raised:
+        telnyx_client.answer(CALL, command_id="c")
+    assert raised.value.status == 200 and f"larger than {MAX_ANSWER_BYTES} bytes" in str(raised.value)
+    assert len(responses.calls) == 2 and sleeps == [], "a 200 is not a retryable status, whatever its size"
+
+
+@responses.activate
+def test_an_oversize_answer_with_a_retryable_status_is_retried(telnyx_client, sleeps):
+    responses.post(f"{URL}/answer", status=503, body=padded(MAX_ANSWER_BYTES + 1, error_body("10007")))
+    responses.post(f"{URL}/answer", json=OK)
+    assert telnyx_client.answer(CALL, command_id="c") is True
+    assert len(responses.calls) == 2 and len(sleeps) == 1
+
+
+@responses.activate
+def test_an_error_envelope_is_still_read_from_a_streamed_answer(telnyx_client):
+    responses.post(f"{URL}/speak", status=422, body=padded(4000, error_body("90034", "Call not answered yet")))
+    with pytest.raises(TelnyxHTTPError) as raised:
+        telnyx_client.speak(CALL, "Hi", "Telnyx.KokoroTTS.af", command_id="c")
+    assert (raised.value.code, raised.value.title) == ("90034", "Call not answered yet")
+
+
+def test_connections_direct_or_through_an_http_proxy_report_their_socket_to_the_deadline():
+    """The watchdog can only shut a trickle's socket if the connection reports it: the pools must be the client's."""
+    adapter = TelnyxClient("k", BASE).session.get_adapter(BASE)
+    for manager in (adapter.poolmanager, adapter.proxy_manager_for("http://proxy.test:3128")):
+        pools = manager.pool_classes_by_scheme
+        assert {scheme: pool.ConnectionCls.__name__ for scheme, pool in pools.items()} == {
+            "http": "_WatchedHTTPConnection", "https": "_WatchedHTTPSConnection"}
 
 
 def test_command_ids_are_deterministic_and_distinct():

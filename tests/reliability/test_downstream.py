@@ -1,9 +1,12 @@
-"""RELIABILITY: the Telnyx API fails (5xx, 429 with a huge Retry-After, reset, cut-off answer, slow answer, 422).
+"""RELIABILITY: the Telnyx API fails (5xx, 429 with a huge Retry-After, reset, cut-off answer, slow answer, 422),
+or answers with something that is not a Call Control answer (a redirect, a huge or endless body, a trickle).
 
 The real TelnyxClient talks HTTP to the simulator's Call Control API (simulator/fake_telnyx.py) on
 127.0.0.1, told to fail per action and per call. What must hold: a bounded number of attempts, the same
 `command_id` on every attempt, no wait longer than the client's configured cap (measured in wall time),
-no retry on 422, and 422 `90018` ("call has already ended") as a normal outcome. End to end, whole calls
+no retry on 422, and 422 `90018` ("call has already ended") as a normal outcome. A redirect is never
+followed (the host it names is never contacted), an oversize answer is cut off with the process's memory
+flat, and a trickled answer ends at each attempt's deadline. End to end, whole calls
 driven through the signed webhook endpoint of `create_app()` (which builds its TelnyxClient from the
 config, pointed at the fake) still end as they should, and no logical command ever reached the API under
 two different command_ids.
@@ -11,9 +14,13 @@ two different command_ids.
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import logging
+import os
 import random
+import ssl
 import threading
 import time
 from collections import defaultdict
@@ -22,13 +29,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from background import background_failures, settle, wait_until, watching_logs
 from figures import record
 from fixtures import encode, sign
-from simulator.fake_telnyx import FakeTelnyx, RequestRecord
-from simulator.faults import CUT, RESET, Fault, http_error, slow, trickle
-from telnyx_client import TelnyxClient, TelnyxConnectionError, TelnyxHTTPError, TelnyxTimeout
+from simulator.fake_telnyx import FakeTelnyx, OtherHost, RequestRecord
+from simulator.faults import (
+    CUT,
+    ENDLESS,
+    RESET,
+    Fault,
+    header_trickle,
+    http_error,
+    huge_body,
+    redirect,
+    slow,
+    trickle,
+)
+from telnyx_client import MAX_ANSWER_BYTES, TelnyxClient, TelnyxConnectionError, TelnyxHTTPError, TelnyxTimeout
 from webhooks import WEBHOOK, event, new_call_id, transcription
 
 pytestmark = pytest.mark.both_stores
@@ -37,8 +59,9 @@ API_KEY = "KEY_loopback_test"
 # READ_S leaves room for a fault-free answer while 40 calls load a 2-core machine (0.5 s was seen to time out);
 # SLOW_S stays well past it.
 CONNECT_S, READ_S, ATTEMPTS, BACKOFF_S = 0.5, 1.0, 3, 0.2
-# The longest one command may take: every attempt times out on connect and read, every pause is capped.
-CAP_S = ATTEMPTS * (CONNECT_S + READ_S) + (ATTEMPTS - 1) * BACKOFF_S
+DEADLINE_S = CONNECT_S + READ_S  # the client's deadline for one attempt, trickle or not
+# The longest one command may take: every attempt runs to its deadline, every pause is capped.
+CAP_S = ATTEMPTS * DEADLINE_S + (ATTEMPTS - 1) * BACKOFF_S
 MARGIN_S = 0.5  # scheduling slack on a loaded machine; small next to what an unbounded wait would take
 SLOW_S = 1.5  # an answer this late is past READ_S
 
@@ -52,9 +75,21 @@ RETRYABLE = {
     "cut off mid-answer": CUT,  # 200 headers and half a body, then a reset
     f"answer after {SLOW_S} s": SLOW,
 }
+TRICKLE_S = 0.25  # a byte this often trips no read timeout (READ_S): only the attempt's deadline ends it
+TRICKLES = {"body trickled": trickle(TRICKLE_S), "headers trickled": header_trickle(TRICKLE_S)}
+HUGE_BYTES = 256 * 2**20
+OVERSIZE = {"256 MB answer": huge_body(HUGE_BYTES), "endless answer": ENDLESS}
+GROWTH_LIMIT_MB = 20  # what reading MAX_ANSWER_BYTES and closing may cost, with room for the allocator's noise
 NAMED = {"500": TelnyxHTTPError, "503": TelnyxHTTPError, "429 Retry-After 3600": TelnyxHTTPError,
          "reset": TelnyxConnectionError, "cut off mid-answer": TelnyxConnectionError,
          f"answer after {SLOW_S} s": TelnyxTimeout}
+
+
+@pytest.fixture
+def other_host():
+    """Where the scripted redirects point; it records anything sent to it."""
+    with OtherHost() as other:
+        yield other
 
 
 @pytest.fixture
@@ -198,6 +233,143 @@ def test_an_answer_trickled_slower_than_the_read_timeout_is_abandoned_and_retrie
     assert {h.command_id for h in hits} == {"cmd-speak-1"}
     assert elapsed <= CAP_S + MARGIN_S
     assert all(gap <= CONNECT_S + READ_S + BACKOFF_S + MARGIN_S for gap in gaps(hits)), gaps(hits)
+
+
+# ---------------------------------------------------------------- what comes back is input too
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_naming_its_host_and_is_never_followed(fake_telnyx, telnyx_client, other_host, status):
+    """Regression: requests followed redirects. A 302 turned a speak into a GET to the host named, whose 200 passed
+    for success (the caller heard silence); a 307 re-sent the spoken text there. Now a 3xx is a TelnyxHTTPError
+    naming the host, raised at once: never followed, and not retried (the same request would be redirected again)."""
+    cid = new_call_id()
+    fake_telnyx.always("speak", redirect(status, f"{other_host.url}/v2/calls/{cid}/actions/speak"))
+    _, error, elapsed = bounded(speak(telnyx_client, cid), CAP_S + 5)
+    hits = fake_telnyx.requests_for(cid)
+    assert isinstance(error, TelnyxHTTPError), repr(error)
+    assert str(error) == f"HTTP {status} code=None redirect to host localhost not followed"
+    assert other_host.requests == []
+    assert len(hits) == 1 and not hits[0].acted
+    assert elapsed < MARGIN_S
+    record("Call Control answer redirecting to another host", len(hits), int(not other_host.requests),
+           f"{status}: {type(error).__name__} after {len(hits)} attempt in {elapsed:.2f} s, other host untouched")
+
+
+def memory_mb(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (the peak since `reset_peak`) of this process, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def reset_peak() -> bool:
+    """Start VmHWM again from the current RSS (Linux 4.0+); False where that is not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the process's memory from /proc (Linux)")
+@pytest.mark.parametrize("label", list(OVERSIZE))
+def test_an_oversize_answer_is_cut_off_and_memory_stays_flat(fake_telnyx, telnyx_client, label):
+    """Regression: the client read any answer whole. One of 256 MB to a speak took a worker from 73 MB to 968 MB for
+    good (here: +256 MB resident after, +515 MB at the peak), and an endless one grew until the worker was killed.
+    Now reading stops past MAX_ANSWER_BYTES and the connection is closed; the command fails at once, as its status
+    (200) is not a retryable one. It runs on another thread, as in the service, where the allocations stayed."""
+    cid = new_call_id()
+    fake_telnyx.always("speak", OVERSIZE[label])
+    before, peak_known = memory_mb("VmRSS"), reset_peak()
+    _, error, elapsed = bounded(speak(telnyx_client, cid), CAP_S + 5)
+    after, peak = memory_mb("VmRSS"), memory_mb("VmHWM")
+    hits = fake_telnyx.requests_for(cid)
+    assert isinstance(error, TelnyxHTTPError) and error.status == 200, repr(error)
+    assert f"answer larger than {MAX_ANSWER_BYTES} bytes, cut off" in str(error)
+    assert len(hits) == 1 and hits[0].fault == OVERSIZE[label].label
+    assert after - before < GROWTH_LIMIT_MB
+    assert not peak_known or peak - before < GROWTH_LIMIT_MB
+    assert elapsed < MARGIN_S
+    peak_note = f", peak +{peak - before:.1f} MB" if peak_known else ""
+    record("Call Control answer of 256 MB or endless", 1, int(after - before < GROWTH_LIMIT_MB),
+           f"{label}: RSS {before:.0f} MB before, +{after - before:.1f} MB after{peak_note}; "
+           f"{type(error).__name__} in {elapsed:.2f} s")
+
+
+@pytest.mark.parametrize("label", list(TRICKLES))
+def test_a_trickled_answer_is_cut_off_at_each_attempts_deadline(fake_telnyx, telnyx_client, label):
+    """Regression: the read timeout is per read, and a byte every 0.25 s never tripped it: one speak took 6.6 s with
+    a trickled body, 44 s with trickled headers, against a 4.9 s cap. Each attempt now ends at its deadline
+    (connect + read timeout) and is retried, under the same command_id, like any timeout."""
+    cid = new_call_id()
+    fake_telnyx.always("speak", TRICKLES[label])
+    _, error, elapsed = bounded(speak(telnyx_client, cid), CAP_S + 5)
+    hits = fake_telnyx.requests_for(cid)
+    assert isinstance(error, TelnyxTimeout) and f"no whole answer within {DEADLINE_S:g} s" in str(error), repr(error)
+    assert len(hits) == ATTEMPTS and {h.command_id for h in hits} == {"cmd-speak-1"}
+    assert all(DEADLINE_S * 0.9 <= gap <= DEADLINE_S + BACKOFF_S + MARGIN_S for gap in gaps(hits)), gaps(hits)
+    assert elapsed <= CAP_S + MARGIN_S
+    record("Call Control answer trickled a byte every 0.25 s", 1, int(elapsed <= CAP_S + MARGIN_S),
+           f"{label}: {len(hits)} attempts, {type(error).__name__} after {elapsed:.2f} s (cap {CAP_S:.1f} s)")
+
+
+@pytest.mark.parametrize("label", list(TRICKLES))
+def test_a_command_whose_answers_trickle_then_arrive_succeeds_once(fake_telnyx, telnyx_client, label):
+    """A trickled answer was acted on; the retry after the deadline is acknowledged without acting again."""
+    cid = new_call_id()
+    fake_telnyx.plan("speak", *[TRICKLES[label]] * (ATTEMPTS - 1))
+    result, error, elapsed = bounded(speak(telnyx_client, cid), CAP_S + 5)
+    hits = fake_telnyx.requests_for(cid)
+    assert (result, error) == (True, None)
+    assert [h.fault for h in hits] == [TRICKLES[label].label] * (ATTEMPTS - 1) + [None]
+    assert [h.acted for h in hits] == [True] + [False] * (ATTEMPTS - 1) and hits[-1].deduplicated
+    assert elapsed <= CAP_S + MARGIN_S
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.mark.parametrize("label", list(TRICKLES))
+def test_over_tls_a_trickled_answer_still_ends_at_each_deadline(certificate, monkeypatch, label):
+    """Telnyx is HTTPS. The watchdog shuts the socket beneath TLS, so a read blocked inside TLS ends too; the next
+    command then gets through on a fresh connection."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))  # how a deployment would trust a private CA
+    with FakeTelnyx(tls=context) as fake:
+        telnyx = TelnyxClient(API_KEY, fake.base_url, connect_timeout=CONNECT_S, read_timeout=READ_S,
+                              max_attempts=ATTEMPTS, max_backoff=BACKOFF_S)
+        cid = new_call_id()
+        fake.plan("speak", *[TRICKLES[label]] * ATTEMPTS)
+        _, error, elapsed = bounded(speak(telnyx, cid), CAP_S + 5)
+        hangup, hangup_error, _ = bounded(lambda: telnyx.hangup(cid, command_id="cmd-hangup"), CAP_S + 5)
+        telnyx.session.close()
+    assert fake.base_url.startswith("https://")
+    assert isinstance(error, TelnyxTimeout), repr(error)
+    assert len(fake.requests_for(cid, action="speak")) == ATTEMPTS
+    assert elapsed <= CAP_S + MARGIN_S
+    assert (hangup, hangup_error) == (True, None)
+    record("Call Control answer trickled over TLS", 1, int(elapsed <= CAP_S + MARGIN_S),
+           f"{label}: {ATTEMPTS} attempts, {type(error).__name__} after {elapsed:.2f} s (cap {CAP_S:.1f} s)")
 
 
 # ---------------------------------------------------------------- whole calls through the webhook endpoint
@@ -377,6 +549,52 @@ def test_a_command_that_never_gets_through_is_logged_and_the_call_carries_on(ser
     assert len(service.extensions["receptionist"].calls) == 0
 
 
+@pytest.mark.parametrize(
+    ("fault_for", "attempts", "logged"),
+    [
+        pytest.param(lambda url: redirect(302, url), 1, "redirect to host localhost not followed", id="302 redirect"),
+        pytest.param(lambda url: redirect(307, url), 1, "redirect to host localhost not followed", id="307 redirect"),
+        pytest.param(lambda url: ENDLESS, 1, f"answer larger than {MAX_ANSWER_BYTES} bytes", id="endless answer"),
+        pytest.param(lambda url: header_trickle(TRICKLE_S), ATTEMPTS, f"no whole answer within {DEADLINE_S:g} s",
+                     id="headers trickled"),
+    ],
+)
+def test_a_line_whose_answer_is_unusable_counts_as_spoken_and_the_call_goes_on(
+    service, fake_telnyx, keypair, raw_config, other_host, fault_for, attempts, logged
+):
+    """The dialog's failure policy, end to end: the transfer announcement's speak fails (after the attempts the retry
+    policy allows), the runner logs it with the call id, and the dialog counts the line as spoken: the transfer
+    follows though no call.speak.ended ever comes. Nothing reaches the host a redirect names."""
+    fault = fault_for(f"{other_host.url}/elsewhere")
+    call = Call(service, keypair[0], fake_telnyx)
+    with watching_logs(logging.INFO) as logs:
+        call.answered()
+        call.accepted("speak")
+        call.send("call_speak_ended")
+        fake_telnyx.plan("speak", *[fault] * attempts, call=call.cid)
+        call.say("can I talk to a real person please")
+        transfer = call.accepted("transfer", timeout_s=CAP_S + 5)[0]
+        call.post(event("transfer_leg_answered", new_call_id(), client_state=transfer.body["target_leg_client_state"]))
+        call.accepted("transcription_stop")
+        call.send("call_hangup")
+        settle(service)
+    announcement = fake_telnyx.requests_for(call.cid, action="speak")[1:]
+    failed = [r.getMessage() for r in logs.records if r.levelno >= logging.ERROR]
+    (entry,) = [r for r in call_log(raw_config) if r["call_control_id"] == call.cid]
+    took = transfer.at - announcement[0].at
+    assert [h.fault for h in announcement] == [fault.label] * attempts
+    assert other_host.requests == []
+    assert len(failed) == 1 and failed[0].startswith(f"call={call.cid} speak failed: ") and logged in failed[0], failed
+    assert transfer.body["to"] == raw_config["transfer"]["destinations"]["front_desk"]
+    assert took <= CAP_S + MARGIN_S
+    assert entry["outcome"] == "transferred"
+    assert not background_failures(logs.records)
+    assert len(service.extensions["receptionist"].calls) == 0
+    transferred = int(entry["outcome"] == "transferred")
+    record("Call Control answer unusable during a call: the line counts as spoken", 1, transferred,
+           f"{fault.label}: {attempts} attempt(s), transfer sent {took:.2f} s after the first")
+
+
 FLAKY_ACTIONS = ("answer", "speak", "transcription_start", "transfer")
 
 
@@ -453,5 +671,5 @@ def test_the_client_cap_matches_the_configured_values(service):
     """The wall-time bounds above are only meaningful if the service builds its client from these values."""
     telnyx = service.extensions["receptionist"].runners.telnyx
     assert isinstance(telnyx, TelnyxClient)
-    assert telnyx.timeout == (CONNECT_S, READ_S)
+    assert telnyx.timeout == (CONNECT_S, READ_S) and telnyx.attempt_deadline_s == DEADLINE_S
     assert (telnyx.max_attempts, telnyx.max_backoff) == (ATTEMPTS, BACKOFF_S)

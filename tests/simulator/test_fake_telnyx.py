@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 
@@ -10,8 +12,19 @@ import requests
 
 from background import wait_until
 from simulator.carrier import Carrier, SimCall
-from simulator.fake_telnyx import FakeTelnyx
-from simulator.faults import CUT, RESET, FaultPlan, http_error, slow, trickle
+from simulator.fake_telnyx import FakeTelnyx, OtherHost
+from simulator.faults import (
+    CUT,
+    ENDLESS,
+    RESET,
+    FaultPlan,
+    header_trickle,
+    http_error,
+    huge_body,
+    redirect,
+    slow,
+    trickle,
+)
 
 AUTH = {"Authorization": "Bearer test-key"}
 
@@ -246,6 +259,7 @@ def test_a_slow_answer_is_acted_on_at_once_and_answered_late(loopback):
     with pytest.raises(requests.Timeout):
         requests.post(f"{loopback.base_url}/calls/v3:a/actions/answer", json={"command_id": "a1"}, headers=AUTH,
                       timeout=(1, 0.1))
+    assert wait_until(lambda: loopback.requests_for("v3:a"), 5), "the client's 0.1 s can pass before it is recorded"
     [late] = loopback.requests_for("v3:a")
     assert (late.status, late.fault, late.acted) == (200, "slow 0.3 s", True)
     started = time.monotonic()
@@ -262,6 +276,68 @@ def test_a_trickled_answer_arrives_whole_one_byte_at_a_time(loopback):
     assert (response.status_code, response.json()) == (200, {"data": {"result": "ok"}})
     assert took >= 0.02 * len(response.content) * 0.9
     assert loopback.requests_for("v3:a")[0].fault == "trickle 0.02 s"
+
+
+@pytest.mark.parametrize(("status", "method"), [(301, "GET"), (302, "GET"), (307, "POST"), (308, "POST")])
+def test_a_redirect_sends_a_client_that_follows_it_to_the_other_host(loopback, status, method):
+    """The threat the client must resist: requests follows a redirect by default, turning a command into a GET
+    (301, 302) or re-sending its body (307, 308) to whatever host the Location names, which answers 200."""
+    body = {"payload": "Hello caller", "voice": "v", "command_id": "s1"}
+    with OtherHost() as other:
+        loopback.plan("speak", redirect(status, f"{other.url}/elsewhere"))
+        followed = post(loopback, "v3:a", "speak", body)
+    [record] = loopback.requests_for("v3:a")
+    assert (followed.status_code, followed.json()) == (200, {"data": {"result": "ok"}})
+    assert [(m, path) for m, path, _ in other.requests] == [(method, "/elsewhere")]
+    sent = other.requests[0][2]
+    assert (json.loads(sent) == body) if method == "POST" else sent == b"", "a 307 or 308 re-sends the spoken text"
+    assert (record.status, record.fault, record.acted) == (status, f"{status} redirect", False)
+
+
+def test_a_huge_body_is_the_answer_padded_with_spaces_and_written_lazily(loopback):
+    loopback.plan("answer", huge_body(1000))
+    small = post(loopback, "v3:a", "answer", {"command_id": "a1"})
+    assert (len(small.content), small.json()) == (1000, {"data": {"result": "ok"}})
+    size = 256 * 2**20
+    loopback.plan("answer", huge_body(size))
+    url = f"{loopback.base_url}/calls/v3:a/actions/answer"
+    with requests.post(url, json={"command_id": "a2"}, headers=AUTH, timeout=5, stream=True) as huge:
+        first = huge.raw.read(2**20)
+        assert (huge.status_code, huge.headers["Content-Length"]) == (200, str(size))
+    assert first == b" " * 2**20
+    assert [r.fault for r in loopback.requests_for("v3:a")] == ["huge 1000 bytes", f"huge {size} bytes"]
+    assert all(r.acted for r in loopback.requests_for("v3:a"))
+
+
+def test_an_endless_body_keeps_coming(loopback):
+    loopback.plan("answer", ENDLESS)
+    url = f"{loopback.base_url}/calls/v3:a/actions/answer"
+    with requests.post(url, json={"command_id": "a1"}, headers=AUTH, timeout=5, stream=True) as endless:
+        received = 0
+        for chunk in endless.iter_content(2**16):
+            received += len(chunk)
+            if received >= 8 * 2**20:
+                break
+        assert endless.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in endless.headers
+    assert received >= 8 * 2**20
+    assert loopback.requests_for("v3:a")[0].fault == "endless"
+
+
+@pytest.mark.parametrize(("fault", "whole_head_at_once"), [(trickle(0.05), True), (header_trickle(0.05), False)])
+def test_a_trickle_holds_back_the_body_or_the_headers_too(loopback, fault, whole_head_at_once):
+    """trickle() sends the status line and headers at once; header_trickle() sends even those a byte at a time."""
+    loopback.plan("answer", fault)
+    host, port = loopback.base_url.split("/")[2].split(":")
+    request = (b"POST /v2/calls/v3:a/actions/answer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\n"
+               b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(request)
+        first = sock.recv(65536)
+    assert first.startswith(b"H")
+    assert (b"\r\n\r\n" in first) is whole_head_at_once, first
+    if not whole_head_at_once:
+        assert len(first) < len(b"HTTP/1.1 200 OK\r\n"), first
+    assert loopback.requests_for("v3:a")[0].fault == fault.label
 
 
 def test_latency_delays_every_answer_without_counting_as_a_fault(loopback):
