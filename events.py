@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -134,7 +135,7 @@ def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
         raise BadEvent("missing data.payload.call_control_id")
     if event_type in RESERVED_EVENT_TYPES or event_type.startswith(LegEvent.PREFIX):
         raise BadEvent("data.event_type is reserved for the service's own events")
-    event_id = _text(data.get("id")) or ""
+    event_id = _text(data.get("id")) or fingerprint(data)
     occurred_at = _text(data.get("occurred_at")) or ""
     return CallEvent(event_id, event_type, call_control_id, payload, occurred_at, received_at)
 
@@ -158,6 +159,16 @@ def _strict_json(raw_body: bytes) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def fingerprint(data: dict[str, Any]) -> str:
+    """The id of an event that came without data.id: a hash of what it says, in a canonical form.
+
+    Only `data` counts: `meta` (the attempt number, the URL it was delivered to) changes with every
+    redelivery, and key order or spacing may too, so neither may make a redelivery look like a new event.
+    """
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def encode_client_state(text: str) -> str:
