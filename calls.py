@@ -57,12 +57,14 @@ class CallState:
     started_at: float = 0.0
     phase: Phase = Phase.RINGING
     ai: bool = True
-    speaking: int = 0
+    speaking: int = 0  # speeches sent and not yet ended: the last `speaking` of them, since speech queues
+    last_speech: int = 0  # the number of the latest speech, sent as its client_state tag
+    speech_echoed: bool = False  # Telnyx echoed a tag: an untagged call.speak.ended is then not ours
     after_speech: Command | None = None
     low_confidence_streak: int = 0
     silence_token: int = 0
     speech_token: int = 0
-    stale_speech_ends: int = 0
+    stale_speech_ends: int = 0  # untagged call.speak.ended of stopped speech still to come (no echo seen)
     silence_reprompted: bool = False
     transfer_attempted: bool = False
     transfer_destination: str | None = None

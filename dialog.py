@@ -99,8 +99,17 @@ def decide(state: CallState, event: Event, policy: Policy) -> list[Command]:
     """What to do about one event; unknown events and anything after the call ended do nothing."""
     if state.phase is Phase.ENDED:
         return []
+    if isinstance(event, CallEvent):
+        notice_echo(state, event)
     handler = HANDLERS.get(event.event_type)
     return handler(state, event, policy) if handler else []
+
+
+def notice_echo(state: CallState, event: CallEvent) -> None:
+    """Any webhook carrying one of this call's speech numbers shows that Telnyx echoes them (on_speak_ended)."""
+    tag = event.speech_tag
+    if tag is not None and 0 < tag <= state.last_speech and not state.speech_echoed:
+        state.speech_echoed, state.stale_speech_ends = True, 0
 
 
 # ---------------------------------------------------------------- webhook handlers
@@ -125,14 +134,30 @@ def on_answered(state: CallState, event: CallEvent, policy: Policy) -> list[Comm
 
 
 def on_speak_ended(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
+    """Count only the end of a speech still playing: not a stray one, a stopped one, or one already counted.
+
+    Each speech carries its number in client_state (`say`), and Telnyx echoes it. An end without a number
+    counts only on a call where Telnyx has echoed none so far: then nothing tells ends apart, and they are
+    counted, skipping as many as were stopped by a barge-in.
+    """
+    tag = event.speech_tag
+    if tag is not None:
+        return speech_ended(state, policy) if playing(state, tag) else []
+    if state.speech_echoed:
+        return []  # Telnyx echoes this call's numbers: a speech without one is not this service's
+    if state.stale_speech_ends:
+        state.stale_speech_ends -= 1
+        return []
     return speech_ended(state, policy)
+
+
+def playing(state: CallState, tag: int) -> bool:
+    """Speech number `tag` has not ended yet: speech plays in order, so the last `speaking` ones have not."""
+    return state.last_speech - state.speaking < tag <= state.last_speech
 
 
 def speech_ended(state: CallState, policy: Policy) -> list[Command]:
     """One queued speech has finished (or failed); when none is left, run what waited for it, or listen."""
-    if state.stale_speech_ends:
-        state.stale_speech_ends -= 1
-        return []
     state.speaking = max(0, state.speaking - 1)
     if state.speaking:
         return []
@@ -212,6 +237,8 @@ def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) ->
     """Telnyx refused a command: carry on so that the caller is never left in silence."""
     failed = event.command
     if isinstance(failed, Speak):
+        if not playing(state, failed.tag):
+            return []  # stopped or counted already
         return speech_ended(state, policy)  # nothing is playing: go on as if it had been heard
     if isinstance(failed, Transfer) and state.phase is Phase.TRANSFERRING:
         return offer_message(state, policy, f"transfer failed: {event.reason}")
@@ -342,14 +369,17 @@ def interrupt(state: CallState) -> list[Command]:
     """Barge-in: stop the assistant's speech; the ended events of what was stopped are then ignored."""
     if not state.speaking:
         return []
-    state.stale_speech_ends += state.speaking
-    state.speaking = 0
+    if not state.speech_echoed:
+        state.stale_speech_ends += state.speaking  # their ends may come untagged: skip that many
+    state.speaking = 0  # every speech so far is over: their tags no longer count (on_speak_ended)
     return [StopPlayback()]
 
 
 def say(state: CallState, text: str) -> list[Command]:
+    """Speak, numbered: the number comes back in the speech's call.speak.ended (on_speak_ended)."""
     state.speaking += 1
-    return [Speak(text)]
+    state.last_speech += 1
+    return [Speak(text, state.last_speech)]
 
 
 def remember(state: CallState, reply: str, turn: TurnRecord | None) -> None:

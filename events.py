@@ -20,6 +20,10 @@ from commands import Command
 MAX_ID_CHARS = 512
 # Starts the client_state the service gives a transfer leg, so the leg's webhooks find the call they came from.
 TRANSFER_TAG = "xfer:"
+# Starts the client_state of each speak, followed by the speech's number on its call: Telnyx echoes it in the
+# speak's webhooks, so a call.speak.ended can be matched to the speech it ends (dialog.on_speak_ended).
+SPEECH_TAG = "speak:"
+MAX_SPEECH_TAG_DIGITS = 9
 
 
 class BadEvent(ValueError):
@@ -54,6 +58,15 @@ class CallEvent:
         state = self.client_state
         origin = state.removeprefix(TRANSFER_TAG) if state and state.startswith(TRANSFER_TAG) else None
         return origin if origin and origin != self.call_control_id else None
+
+    @property
+    def speech_tag(self) -> int | None:
+        """The number of the speech this service tagged, when client_state carries one (speech_client_state)."""
+        state = self.client_state
+        number = state.removeprefix(SPEECH_TAG) if state and state.startswith(SPEECH_TAG) else ""
+        if not (number.isascii() and number.isdigit()) or len(number) > MAX_SPEECH_TAG_DIGITS:
+            return None
+        return int(number)
 
 
 # ---------------------------------------------------------------- the service's own events
@@ -179,6 +192,11 @@ def encode_client_state(text: str) -> str:
 def transfer_client_state(call_control_id: str) -> str:
     """The client_state for the transfer leg of a call (see CallEvent.transferred_from)."""
     return encode_client_state(TRANSFER_TAG + call_control_id)
+
+
+def speech_client_state(tag: int) -> str:
+    """The client_state for a call's speech number `tag` (see CallEvent.speech_tag)."""
+    return encode_client_state(f"{SPEECH_TAG}{tag}")
 
 
 def _text(value: Any) -> str | None:

@@ -12,6 +12,7 @@ from events import (
     INTERNAL_EVENTS,
     MAX_ID_CHARS,
     RESERVED_EVENT_TYPES,
+    SPEECH_TAG,
     TRANSFER_TAG,
     BadEvent,
     CallEvent,
@@ -19,6 +20,7 @@ from events import (
     encode_client_state,
     fingerprint,
     parse_event,
+    speech_client_state,
     transfer_client_state,
 )
 from fixtures import encode, fixture_names, load_fixture
@@ -225,6 +227,25 @@ def test_a_transfer_leg_names_the_call_it_came_from():
 )
 def test_no_transferred_from_without_another_call_in_the_tag(client_state):
     assert event_with(call_control_id=CALL, client_state=client_state).transferred_from is None
+
+
+@pytest.mark.parametrize("tag", [1, 7, 123456789])
+def test_a_speech_tag_round_trips(tag):
+    event = event_with(client_state=speech_client_state(tag))
+    assert event.client_state == f"{SPEECH_TAG}{tag}" and event.speech_tag == tag
+    assert event.transferred_from is None
+
+
+@pytest.mark.parametrize(
+    "client_state",
+    [None, encode_client_state("speak:"), encode_client_state("speak:-1"), encode_client_state("speak:1.5"),
+     encode_client_state("speak: 1"), encode_client_state("speak:\u0661"), encode_client_state("speak:" + "9" * 10),
+     encode_client_state("Speak:1"), transfer_client_state(CALL), encode_client_state("1")],
+    ids=["none", "no number", "negative", "not an integer", "space", "arabic-indic digit", "too long",
+         "another prefix", "transfer tag", "bare number"],
+)
+def test_anything_else_is_no_speech_tag(client_state):
+    assert event_with(client_state=client_state).speech_tag is None
 
 
 # ---------------------------------------------------------------- the service's own events

@@ -4,14 +4,16 @@ and adopting calls whose state was lost."""
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 
 from brains import BrainReply
-from events import CallEvent, parse_event
+from events import CallEvent, parse_event, speech_client_state
 from fakes import ManualScheduler, RecordingTelnyx, ScriptedBrain
 from fixtures import encode, load_fixture, with_ids
 from receptionist import STATE_LOST, Receptionist, ServiceStopping
+from spec import validate_request
 from store_setup import with_own_store
 from telnyx_client import TelnyxHTTPError, command_id_for
 
@@ -29,6 +31,19 @@ def webhook(name: str, **ids) -> CallEvent:
 
 def event_id(name: str) -> str:
     return load_fixture(name)["data"]["id"]
+
+
+def fresh(name: str, call_control_id: str = CALL, client_state: str | None = None, **payload) -> CallEvent:
+    """A fixture as a new webhook (its own id) of `call_control_id`, with client_state and payload fields given."""
+    body = with_ids(load_fixture(name), event_id=str(uuid.uuid4()), call_control_id=call_control_id,
+                    client_state=client_state)
+    body["data"]["payload"].update(payload)
+    return parse_event(encode(body))
+
+
+def speak_ended(tag: int | None) -> CallEvent:
+    """The end of speech number `tag` as Telnyx reports it: client_state echoed (None: a speak.ended without one)."""
+    return fresh("call_speak_ended", client_state=speech_client_state(tag) if tag is not None else None)
 
 
 def deliver(receptionist: Receptionist, *events: CallEvent | str) -> None:
@@ -135,6 +150,36 @@ def test_a_hangup_before_call_initiated_leaves_a_tombstone(receptionist, telnyx)
     deliver(receptionist, "call_hangup", "call_initiated")
     assert telnyx.commands == []
     assert receptionist.calls.has_ended(CALL) and receptionist.stats()["live_calls"] == 0
+
+
+def test_every_speak_carries_its_number_as_client_state(receptionist, telnyx, scripted_brain):
+    scripted_brain.enqueue(BrainReply("We open at 8.", "continue", 0.9))
+    deliver(receptionist, "call_initiated", "call_answered", speak_ended(1), "call_transcription")
+    speaks = [command.body for command in telnyx.commands if command.action == "speak"]
+    assert [(body["payload"], body["client_state"]) for body in speaks] == [
+        (receptionist.policy.lines["greeting"], speech_client_state(1)), ("We open at 8.", speech_client_state(2)),
+    ]
+    for body in speaks:
+        validate_request("speak", body)
+
+
+@pytest.mark.parametrize("stray", [None, 1, 7], ids=["without client_state", "the greeting's again", "never spoken"])
+def test_a_stray_speak_ended_neither_transfers_nor_hangs_up_before_the_speech_is_heard(
+    receptionist, telnyx, scripted_brain, stray
+):
+    deliver(receptionist, "call_initiated", "call_answered", speak_ended(1), "call_dtmf_received", speak_ended(stray))
+    assert telnyx.actions()[-1] == "speak" and "transfer" not in telnyx.actions()
+    deliver(receptionist, speak_ended(2))
+    assert telnyx.actions()[-1] == "transfer"
+
+
+@pytest.mark.parametrize("stray", [None, 1, 7], ids=["without client_state", "the greeting's again", "never spoken"])
+def test_a_stray_speak_ended_does_not_hang_up_in_the_middle_of_the_goodbye(receptionist, telnyx, scripted_brain, stray):
+    scripted_brain.enqueue(BrainReply("You're welcome.", "end", 0.9))
+    deliver(receptionist, "call_initiated", "call_answered", speak_ended(1), "call_transcription", speak_ended(stray))
+    assert telnyx.spoken()[-1].startswith("You're welcome.") and "hangup" not in telnyx.actions()
+    deliver(receptionist, speak_ended(2))
+    assert telnyx.actions()[-1] == "hangup"
 
 
 def test_a_redelivered_event_is_dropped(receptionist, telnyx):
