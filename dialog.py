@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -172,7 +173,7 @@ def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list
     if not isinstance(data, dict) or state.phase not in LISTENING:
         return []
     text = data.get("transcript")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not has_words(text):
         return []
     state.silence_token += 1
     state.silence_reprompted = False
@@ -182,6 +183,18 @@ def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list
     turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at)
     state.turns.append(turn)
     return barge_in + caller_turn(state, turn, policy)
+
+
+# Characters a recogniser or a sender can emit that show nothing: fillers that Unicode files as letters or symbols.
+_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_VISIBLE_CATEGORIES = ("L", "N", "P", "S")  # letters, digits, punctuation, symbols
+
+
+def has_words(text: str) -> bool:
+    """True when the text shows anything: not only whitespace, zero-width, control or combining characters."""
+    return any(
+        unicodedata.category(char)[0] in _VISIBLE_CATEGORIES and char not in _INVISIBLE for char in text
+    )
 
 
 def asr_confidence(value: Any) -> float | None:

@@ -469,3 +469,24 @@ def test_a_failed_speech_that_no_longer_plays_is_not_counted_again(policy):
     assert decide(state, CommandFailed(Speak(policy.lines["greeting"], 1), "TelnyxTimeout"), policy) == []
     failed = CommandFailed(Speak(policy.lines["transfer_announcement"], 2), "TelnyxTimeout")
     assert decide(state, failed, policy) == [Transfer(policy.destinations["front_desk"], "front_desk")]
+
+
+# ---------------------------------------------------------------- transcripts that show nothing
+
+INVISIBLE = ["\u200b", "\u200c\u200d", "\u2060", "\ufeff", " \u200b\t\u200b\n", "\u00ad", "\u180e", "\u202e\u2066",
+             "\u0301", "\u3164", "\u2800", "\u115f\u1160", "\x00\x07", "\u2028\u2029\x85"]
+
+
+@pytest.mark.parametrize("text", INVISIBLE, ids=[ascii(text) for text in INVISIBLE])
+@pytest.mark.parametrize("is_final", [True, False], ids=["final", "interim"])
+def test_a_transcript_of_invisible_characters_is_no_turn(policy, text, is_final):
+    state = greeted_call(policy)
+    token = state.silence_token
+    assert decide(state, transcript(text, is_final=is_final), policy) == []
+    assert state.turns == [] and state.silence_token == token  # the silence timer still runs
+
+
+@pytest.mark.parametrize("text", ["ok\u200b", "\ufeffyes", "5", "?", "\u00e9", "e\u0301", "\U0001f44d"])
+def test_a_transcript_with_anything_visible_is_a_turn(policy, text):
+    state = greeted_call(policy)
+    assert decide(state, transcript(text), policy) == [AskBrain(text)]
