@@ -227,8 +227,14 @@ def on_hangup(state: CallState, event: CallEvent, policy: Policy) -> list[Comman
 
 
 def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list[Command]:
+    """Write off a call whose hangup never came: its log line, then forget it; nothing is sent to Telnyx.
+
+    A bridged caller may well still be talking to the person they were put through to (a long call, or a
+    lost hangup): the call keeps its outcome, and nothing on either leg disturbs them (receptionist._process).
+    """
+    if state.phase is not Phase.BRIDGED:
+        state.outcome = "expired"
     state.phase = Phase.ENDED
-    state.outcome = "expired"
     return [FinishCall()]
 
 

@@ -75,7 +75,7 @@ class Receptionist:
         return True
 
     def _route(self, event: CallEvent) -> tuple[str, QueuedEvent]:
-        """Transfer-leg events belong to the call they were transferred from."""
+        """Transfer-leg events belong to the call they were transferred from (when it is not live, see `_process`)."""
         cid = event.call_control_id
         if self.calls.known(cid):
             return cid, event
@@ -127,6 +127,12 @@ class Receptionist:
 
     def _process(self, call_control_id: str, item: Event) -> None:
         state = self.calls.get(call_control_id)
+        if state is None and _on_a_transfer_leg(item):
+            # The call it was transferred from is not live here (a restart, an expiry, a hangup race): the person
+            # on this leg pressing keys or speaking must start neither a dialog nor a rescue (`_adopt`).
+            log.info("call=%s event=%s on a transfer leg whose call is not live here: left alone",
+                     call_control_id, item.event_type)
+            return
         if state is None:
             if _ends_call(item):
                 # The hangup overtook its call.initiated (Telnyx does not order webhooks): remember the call
@@ -186,6 +192,13 @@ def _starts_call(item: Event) -> bool:
         and item.event_type == "call.initiated"
         and item.payload.get("direction") == "incoming"
     )
+
+
+def _on_a_transfer_leg(item: Event) -> bool:
+    """A webhook tagged as a transfer leg's; an incoming call's call.initiated is a new call whatever its tag says."""
+    if not isinstance(item, CallEvent) or item.transferred_from is None:
+        return False
+    return not (item.event_type == "call.initiated" and item.payload.get("direction") == "incoming")
 
 
 def _orphaned(item: Event) -> bool:

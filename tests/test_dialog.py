@@ -26,6 +26,7 @@ from events import (
     BrainFailed,
     BrainReplied,
     CallEvent,
+    CallExpired,
     CommandFailed,
     LegEvent,
     TimerFired,
@@ -490,3 +491,37 @@ def test_a_transcript_of_invisible_characters_is_no_turn(policy, text, is_final)
 def test_a_transcript_with_anything_visible_is_a_turn(policy, text):
     state = greeted_call(policy)
     assert decide(state, transcript(text), policy) == [AskBrain(text)]
+
+
+# ---------------------------------------------------------------- a call that is bridged to a person
+
+
+def bridged_call(policy: Policy) -> CallState:
+    state = greeted_call(policy)
+    start_transfer(state, policy)
+    decide(state, speak_ended(2), policy)
+    assert decide(state, LegEvent(event("call.answered")), policy) == [StopTranscription()]
+    assert state.phase is Phase.BRIDGED
+    return state
+
+
+@pytest.mark.parametrize("leg_event", [event("call.dtmf.received", digit="*"), event("call.dtmf.received", digit="0"),
+                                       transcript("operator"), event("call.speak.ended", status="completed"),
+                                       event("call.initiated", direction="incoming")],
+                         ids=["star", "zero", "transcript", "speak ended", "initiated"])
+def test_nothing_on_the_transfer_leg_disturbs_a_bridged_call(policy, leg_event):
+    state = bridged_call(policy)
+    assert decide(state, LegEvent(leg_event), policy) == []
+    assert state.phase is Phase.BRIDGED and state.outcome == "transferred"
+
+
+def test_expiry_of_a_bridged_call_sends_nothing_and_keeps_its_outcome(policy):
+    state = bridged_call(policy)
+    assert decide(state, CallExpired(), policy) == [FinishCall()]
+    assert (state.phase, state.outcome) == (Phase.ENDED, "transferred")
+
+
+def test_expiry_of_a_call_not_bridged_writes_it_off(policy):
+    state = greeted_call(policy)
+    assert decide(state, CallExpired(), policy) == [FinishCall()]
+    assert (state.phase, state.outcome) == (Phase.ENDED, "expired")

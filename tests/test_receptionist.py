@@ -3,13 +3,17 @@ and adopting calls whose state was lost."""
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import uuid
+from pathlib import Path
 
 import pytest
 
 from brains import BrainReply
-from events import CallEvent, parse_event, speech_client_state
+from calls import Phase
+from events import CallEvent, CallExpired, parse_event, speech_client_state, transfer_client_state
 from fakes import ManualScheduler, RecordingTelnyx, ScriptedBrain
 from fixtures import encode, load_fixture, with_ids
 from receptionist import STATE_LOST, Receptionist, ServiceStopping
@@ -51,6 +55,35 @@ def deliver(receptionist: Receptionist, *events: CallEvent | str) -> None:
     for event in events:
         receptionist.accept(webhook(event) if isinstance(event, str) else event)
         assert receptionist.queues.wait_idle(5), receptionist.stats()
+
+
+def on_the_leg(name: str, **payload) -> CallEvent:
+    """A webhook of the transfer leg: the leg's own call_control_id, tagged with the call it came from."""
+    return fresh(name, LEG, transfer_client_state(CALL), **payload)
+
+
+LEG_EVENTS = {
+    "star two (a feature code)": ("call_dtmf_received", {"digit": "*"}),
+    "two": ("call_dtmf_received", {"digit": "2"}),
+    "zero": ("call_dtmf_received", {"digit": "0"}),
+    "speech": ("call_transcription", {"transcription_data": {"transcript": "operator", "confidence": 0.97,
+                                                             "is_final": True}}),
+    "speak ended": ("call_speak_ended", {}),
+    "answered": ("call_answered", {}),
+    "hangup": ("call_hangup", {}),
+}
+
+
+def leg_events() -> list[CallEvent]:
+    return [on_the_leg(name, **payload) for name, payload in LEG_EVENTS.values()]
+
+
+def bridged(receptionist: Receptionist, telnyx) -> None:
+    """Greeted, the caller pressed 0, the announcement was heard, the person picked up."""
+    deliver(receptionist, "call_initiated", "call_answered", speak_ended(1), "call_dtmf_received", speak_ended(2),
+            "transfer_leg_answered")
+    assert telnyx.actions() == ["answer", "speak", "transcription_start", "speak", "transfer", "transcription_stop"]
+    assert receptionist.calls.get(CALL).phase is Phase.BRIDGED
 
 
 @pytest.fixture
@@ -144,6 +177,49 @@ def test_a_leg_whose_call_is_not_live_is_not_a_call_of_its_own(receptionist, tel
     deliver(receptionist, "transfer_leg_initiated", "transfer_leg_answered")
     assert telnyx.commands == []
     assert receptionist.stats()["live_calls"] == 0
+
+
+def test_after_a_restart_nothing_on_a_transfer_leg_starts_a_dialog_or_a_rescue(receptionist, telnyx, caplog):
+    """The process holds no state for the call the leg came from: the staff member's key presses (a PBX
+    feature code), their words or their hangup must not play them the fallback line or transfer them."""
+    with caplog.at_level(logging.INFO, logger="receptionist"):
+        deliver(receptionist, *leg_events())
+    assert telnyx.commands == []
+    assert receptionist.stats()["live_calls"] == 0
+    assert not receptionist.calls.known(LEG) and not receptionist.calls.known(CALL)
+    assert f"call={LEG} event=call.dtmf.received on a transfer leg whose call is not live here" in caplog.text
+    assert STATE_LOST not in caplog.text
+
+
+def test_nothing_on_the_transfer_leg_disturbs_a_bridged_call(receptionist, telnyx):
+    bridged(receptionist, telnyx)
+    sent = len(telnyx.commands)
+    deliver(receptionist, *leg_events()[:-1])  # all but its hangup
+    assert len(telnyx.commands) == sent and telnyx.actions(LEG) == []
+    state = receptionist.calls.get(CALL)
+    assert (state.phase, state.outcome) == (Phase.BRIDGED, "transferred")
+
+
+def test_after_the_caller_hung_up_the_transfer_leg_s_late_events_are_ignored(receptionist, telnyx):
+    bridged(receptionist, telnyx)
+    sent = len(telnyx.commands)
+    deliver(receptionist, "call_hangup", *leg_events())
+    assert len(telnyx.commands) == sent
+    assert receptionist.calls.has_ended(CALL) and not receptionist.calls.known(LEG)
+
+
+def test_a_bridged_call_past_max_call_age_is_left_alone(receptionist, telnyx, settings):
+    bridged(receptionist, telnyx)
+    sent = len(telnyx.commands)
+    assert receptionist.store.accept("expiry-of-the-call", CALL, CallExpired())
+    assert receptionist.queues.wait_idle(5)
+    assert len(telnyx.commands) == sent, "expiry sends nothing: the caller is talking to a person"
+    assert receptionist.calls.has_ended(CALL)
+    (line,) = Path(settings.call_log.path).read_text().splitlines()
+    assert (json.loads(line)["outcome"], json.loads(line)["transferred_to"]) == ("transferred", "front_desk")
+    deliver(receptionist, *leg_events(), fresh("call_dtmf_received", digit="*"),
+            fresh("call_transcription", transcription_data={"transcript": "hello?", "is_final": True}))
+    assert len(telnyx.commands) == sent
 
 
 def test_a_hangup_before_call_initiated_leaves_a_tombstone(receptionist, telnyx):

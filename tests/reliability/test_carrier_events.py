@@ -1,10 +1,11 @@
-"""RELIABILITY: carrier events that are stray or stale, played through the simulated network.
+"""RELIABILITY: carrier events that are stray, stale, or on the transfer leg, played through the simulated network.
 
 The simulator's carrier plays speech in (scaled) real time and echoes client_state as the spec says Telnyx
 does ("state added to every subsequent webhook"). While the assistant's speech plays, call.speak.ended
 webhooks that do not end it arrive: the greeting's delivered again, another application's, one without
 client_state. What waits for the speech (the transfer after its announcement, the hangup after the goodbye)
-must still wait until the caller has heard it.
+must still wait until the caller has heard it. On the staff member's leg of a transfer, key presses (a PBX
+feature code) and speech must never start anything, also after a restart.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from background import serve, settle, wait_until
 from events import encode_client_state, speech_client_state
 from figures import record
+from simulator import events
 from simulator.carrier import SimCall, Speech, TransferPlan
 from simulator.events import WebhookEvent
 from simulator.network import Network, NetworkOptions
@@ -135,3 +137,43 @@ def test_stray_speak_ended_webhooks_never_hang_up_in_the_middle_of_the_goodbye(
     assert heard_first and call.hangup_source == "callee", call.timeline
     record("stray or stale call.speak.ended while the goodbye plays", len(injected), len(injected) * heard_first,
            "the assistant hangs up after the whole goodbye was heard")
+
+
+def test_the_transfer_leg_never_starts_anything_before_or_after_a_restart(
+    network, make_app, service_config, store_kind
+):
+    """The staff member presses keys (a PBX feature code such as *2) and speaks on their leg, first while this
+    process holds the call, then after a restart: in memory the call's state is gone, on Redis it is kept."""
+    def from_staff() -> list[WebhookEvent]:
+        return [events.dtmf_received(staff, "*"), events.dtmf_received(staff, "2"),
+                events.dtmf_received(staff, "0"), events.transcription(staff, "operator", 0.95)]
+
+    def commands() -> int:
+        return len(network.fake.requests_for(call.call_control_id, staff.call_control_id))
+
+    def deliver_and_count(app, webhooks: list[WebhookEvent]) -> int:
+        for webhook in webhooks:
+            network.delivery.deliver(webhook)
+        assert network.delivery.wait_idle(5)
+        settle(app)
+        return commands()
+
+    sent: list[int] = []
+    with serving(make_app, service_config, network) as app:
+        call = greeted(network, app)
+        network.carrier.press(call, "0")
+        assert network.carrier.wait(lambda: call.bridged_to is not None, 15), call.timeline
+        staff = call.b_legs[0]
+        assert wait_until(lambda: network.fake.requests_for(call.call_control_id, action="transcription_stop"), 5)
+        sent.append(commands())
+        sent.append(deliver_and_count(app, from_staff()))
+    app.extensions["receptionist"].shutdown()  # the process stops; what it held in memory is gone
+    with serving(make_app, service_config, network) as restarted:
+        sent.append(deliver_and_count(restarted, from_staff()))
+    delivered = [a for a in network.delivery.log.attempts if a.call_control_id == staff.call_control_id and a.ok]
+    assert sent == [sent[0]] * 3, call.timeline
+    assert network.fake.requests_for(staff.call_control_id) == []
+    assert call.bridged_to is not None and not call.ended and staff.state == "answered"
+    assert len(delivered) >= 2 * len(from_staff())
+    record("key presses and speech on the transfer leg (live call, then restart)", 2 * len(from_staff()),
+           2 * len(from_staff()) * (sent == [sent[0]] * 3), "no command to either leg; the call stays bridged")
