@@ -56,6 +56,8 @@ class CallState:
     caller: str = ""
     started_at: float = 0.0
     phase: Phase = Phase.RINGING
+    initiated: bool = False  # its call.initiated was handled (answered once, whatever redeliveries say)
+    answered: bool = False  # its call.answered was seen, possibly before its call.initiated
     ai: bool = True
     speaking: int = 0  # speeches sent and not yet ended: the last `speaking` of them, since speech queues
     last_speech: int = 0  # the number of the latest speech, sent as its client_state tag

@@ -117,20 +117,31 @@ def notice_echo(state: CallState, event: CallEvent) -> None:
 
 
 def on_initiated(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
-    if state.phase is not Phase.RINGING or event.payload.get("direction") != "incoming":
+    """Answer an incoming call once; a second call.initiated under another webhook id changes nothing."""
+    if state.initiated or state.phase is not Phase.RINGING or event.payload.get("direction") != "incoming":
         return []
+    state.initiated = True
     state.caller = str(event.payload.get("from") or "")
     state.ai = policy.ai_enabled and in_canary(state.caller, policy.canary_percent)
+    if state.answered:  # its call.answered came first (Telnyx does not order webhooks): answering again is moot
+        return greet(state, policy)
     return [Answer()]
 
 
 def on_answered(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
-    if state.phase is not Phase.RINGING:
+    if state.answered or state.phase is not Phase.RINGING:
         return []
-    if not state.ai:
-        state.phase = Phase.CONVERSING
-        return escalate(state, policy, "ai disabled for this call")
+    state.answered = True
+    if not state.initiated:
+        return []  # greeted once its call.initiated says who is calling (on_initiated)
+    return greet(state, policy)
+
+
+def greet(state: CallState, policy: Policy) -> list[Command]:
+    """The call is answered: greet the caller and listen, or hand them to a person when the AI is off."""
     state.phase = Phase.CONVERSING
+    if not state.ai:
+        return escalate(state, policy, "ai disabled for this call")
     return [*say(state, policy.lines["greeting"]), StartTranscription()]
 
 

@@ -356,6 +356,44 @@ def test_asks_for_person(utterance, expected):
     assert asks_for_person(utterance) is expected
 
 
+# ---------------------------------------------------------------- call.initiated and call.answered, in any order
+
+
+def test_a_second_call_initiated_under_another_webhook_id_is_not_answered_again(policy):
+    state = CallState("v3:test-call")
+    first = decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    again = decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    assert (first, again) == ([Answer()], [])
+    assert decide(state, event("call.answered"), policy) == [Speak(policy.lines["greeting"], 1), StartTranscription()]
+
+
+def test_call_answered_before_call_initiated_greets_the_caller_without_answering_again(policy):
+    state = CallState("v3:test-call")
+    assert decide(state, event("call.answered"), policy) == []
+    assert state.phase is Phase.RINGING and state.answered and not state.initiated
+    commands = decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    assert commands == [Speak(policy.lines["greeting"], 1), StartTranscription()]
+    assert state.phase is Phase.CONVERSING and state.caller == "+13125550111"
+    assert decide(state, event("call.answered"), policy) == []  # its redelivery greets nobody twice
+
+
+def test_call_answered_before_call_initiated_outside_the_canary_still_goes_to_a_person(policy):
+    policy = replace(policy, canary_percent=0)
+    state = CallState("v3:test-call")
+    decide(state, event("call.answered"), policy)
+    commands = decide(state, event("call.initiated", direction="incoming", **{"from": "+13125550111"}), policy)
+    assert speeches(commands) == [policy.lines["transfer_announcement"]]
+    assert not any(isinstance(c, Answer | StartTranscription) for c in commands)
+    assert state.after_speech == Transfer(policy.destinations["front_desk"], "front_desk")
+
+
+def test_a_duplicate_call_answered_does_not_greet_twice(policy):
+    state = CallState("v3:test-call")
+    decide(state, event("call.initiated", direction="incoming", **{"from": "+1"}), policy)
+    assert speeches(decide(state, event("call.answered"), policy)) == [policy.lines["greeting"]]
+    assert decide(state, event("call.answered"), policy) == []
+
+
 # ---------------------------------------------------------------- which call.speak.ended counts
 
 

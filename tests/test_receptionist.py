@@ -258,6 +258,32 @@ def test_a_stray_speak_ended_does_not_hang_up_in_the_middle_of_the_goodbye(recep
     assert telnyx.actions()[-1] == "hangup"
 
 
+def test_call_answered_before_call_initiated_greets_the_caller(receptionist, telnyx, settings):
+    deliver(receptionist, "call_answered")
+    assert telnyx.commands == [] and receptionist.calls.get(CALL).answered
+    deliver(receptionist, "call_initiated")
+    assert telnyx.actions() == ["speak", "transcription_start"]  # answered already: no second answer
+    assert telnyx.spoken() == [settings.assistant.greeting]
+    deliver(receptionist, speak_ended(1))
+    assert receptionist.scheduler.delays().count(settings.dialog.silence_timeout_s) == 1
+
+
+def test_two_call_initiated_under_different_ids_answer_once(receptionist, telnyx):
+    deliver(receptionist, "call_initiated", webhook("call_initiated", event_id="initiated-again"))
+    deliver(receptionist, "call_answered", webhook("call_answered", event_id="answered-again"))
+    assert telnyx.actions() == ["answer", "speak", "transcription_start"]
+    assert len({command.body["command_id"] for command in telnyx.commands}) == 3
+
+
+def test_a_call_known_only_from_its_call_answered_is_rescued_when_the_caller_speaks(receptionist, telnyx, settings):
+    """Its call.initiated was answered by a process that died: the caller pressing a key is handed to a person."""
+    deliver(receptionist, "call_answered", "call_dtmf_received")
+    assert telnyx.spoken() == [settings.assistant.fallback]
+    assert receptionist.calls.get(CALL).escalation_reason == f"brain failed: {STATE_LOST}"
+    deliver(receptionist, "call_initiated", speak_ended(1))
+    assert telnyx.actions() == ["speak", "transfer"]
+
+
 def test_a_redelivered_event_is_dropped(receptionist, telnyx):
     assert receptionist.accept(webhook("call_initiated")) is True
     assert receptionist.accept(webhook("call_initiated")) is False
