@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -64,8 +62,6 @@ def create_app(
             event = parse_event(raw, received_at=time.time())
         except BadEvent as exc:
             return json_error(400, str(exc))
-        if not event.event_id:
-            event = _with_body_hash(event, raw)
         accepted = receptionist.accept(event)
         return jsonify(status="accepted" if accepted else "duplicate")
 
@@ -153,8 +149,3 @@ def build_brain(settings: Settings) -> Brain:
         return LLMBrain(settings)
     log.info("brain: offline intent matcher (LLM needs ai.enabled and OPENAI_API_KEY or OPENAI_BASE_URL)")
     return IntentBrain(settings)
-
-
-def _with_body_hash(event, raw: bytes):
-    """Events without data.id are deduplicated by the hash of their exact bytes."""
-    return replace(event, event_id="sha256:" + hashlib.sha256(raw).hexdigest())

@@ -104,6 +104,15 @@ def _mask_spoken(match: re.Match) -> str:
 
 # ---------------------------------------------------------------- the file
 
+# Characters some readers end a line at (Python's str.splitlines, JavaScript, log shippers) that json.dumps
+# leaves raw with ensure_ascii=False; the other line breaks are control characters, which it always escapes.
+_RAW_LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One record as one line for every reader: UTF-8 JSON with every character that can break a line escaped."""
+    return json.dumps(record, ensure_ascii=False).translate(_RAW_LINE_BREAKS) + "\n"
+
 
 class CallLog:
     """Appends records to a JSON-lines file; a failed write is logged, never raised into the call."""
@@ -115,7 +124,7 @@ class CallLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.path:
             return
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        line = json_line(record)
         try:
             with self._lock, open(self.path, "a", encoding="utf-8") as f:
                 f.write(line)

@@ -14,6 +14,7 @@ class Answer:
 @dataclass(frozen=True)
 class Speak:
     text: str
+    tag: int = 0  # the speech's number on its call (dialog.say), echoed in its webhooks; 0 sends no tag
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,40 +100,76 @@ def decide(state: CallState, event: Event, policy: Policy) -> list[Command]:
     """What to do about one event; unknown events and anything after the call ended do nothing."""
     if state.phase is Phase.ENDED:
         return []
+    if isinstance(event, CallEvent):
+        notice_echo(state, event)
     handler = HANDLERS.get(event.event_type)
     return handler(state, event, policy) if handler else []
+
+
+def notice_echo(state: CallState, event: CallEvent) -> None:
+    """Any webhook carrying one of this call's speech numbers shows that Telnyx echoes them (on_speak_ended)."""
+    tag = event.speech_tag
+    if tag is not None and 0 < tag <= state.last_speech and not state.speech_echoed:
+        state.speech_echoed, state.stale_speech_ends = True, 0
 
 
 # ---------------------------------------------------------------- webhook handlers
 
 
 def on_initiated(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
-    if state.phase is not Phase.RINGING or event.payload.get("direction") != "incoming":
+    """Answer an incoming call once; a second call.initiated under another webhook id changes nothing."""
+    if state.initiated or state.phase is not Phase.RINGING or event.payload.get("direction") != "incoming":
         return []
+    state.initiated = True
     state.caller = str(event.payload.get("from") or "")
     state.ai = policy.ai_enabled and in_canary(state.caller, policy.canary_percent)
+    if state.answered:  # its call.answered came first (Telnyx does not order webhooks): answering again is moot
+        return greet(state, policy)
     return [Answer()]
 
 
 def on_answered(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
-    if state.phase is not Phase.RINGING:
+    if state.answered or state.phase is not Phase.RINGING:
         return []
-    if not state.ai:
-        state.phase = Phase.CONVERSING
-        return escalate(state, policy, "ai disabled for this call")
+    state.answered = True
+    if not state.initiated:
+        return []  # greeted once its call.initiated says who is calling (on_initiated)
+    return greet(state, policy)
+
+
+def greet(state: CallState, policy: Policy) -> list[Command]:
+    """The call is answered: greet the caller and listen, or hand them to a person when the AI is off."""
     state.phase = Phase.CONVERSING
+    if not state.ai:
+        return escalate(state, policy, "ai disabled for this call")
     return [*say(state, policy.lines["greeting"]), StartTranscription()]
 
 
 def on_speak_ended(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
+    """Count only the end of a speech still playing: not a stray one, a stopped one, or one already counted.
+
+    Each speech carries its number in client_state (`say`), and Telnyx echoes it. An end without a number
+    counts only on a call where Telnyx has echoed none so far: then nothing tells ends apart, and they are
+    counted, skipping as many as were stopped by a barge-in.
+    """
+    tag = event.speech_tag
+    if tag is not None:
+        return speech_ended(state, policy) if playing(state, tag) else []
+    if state.speech_echoed:
+        return []  # Telnyx echoes this call's numbers: a speech without one is not this service's
+    if state.stale_speech_ends:
+        state.stale_speech_ends -= 1
+        return []
     return speech_ended(state, policy)
+
+
+def playing(state: CallState, tag: int) -> bool:
+    """Speech number `tag` has not ended yet: speech plays in order, so the last `speaking` ones have not."""
+    return state.last_speech - state.speaking < tag <= state.last_speech
 
 
 def speech_ended(state: CallState, policy: Policy) -> list[Command]:
     """One queued speech has finished (or failed); when none is left, run what waited for it, or listen."""
-    if state.stale_speech_ends:
-        state.stale_speech_ends -= 1
-        return []
     state.speaking = max(0, state.speaking - 1)
     if state.speaking:
         return []
@@ -147,7 +184,7 @@ def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list
     if not isinstance(data, dict) or state.phase not in LISTENING:
         return []
     text = data.get("transcript")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not has_words(text):
         return []
     state.silence_token += 1
     state.silence_reprompted = False
@@ -157,6 +194,18 @@ def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list
     turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at)
     state.turns.append(turn)
     return barge_in + caller_turn(state, turn, policy)
+
+
+# Characters a recogniser or a sender can emit that show nothing: fillers that Unicode files as letters or symbols.
+_INVISIBLE = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_VISIBLE_CATEGORIES = ("L", "N", "P", "S")  # letters, digits, punctuation, symbols
+
+
+def has_words(text: str) -> bool:
+    """True when the text shows anything: not only whitespace, zero-width, control or combining characters."""
+    return any(
+        unicodedata.category(char)[0] in _VISIBLE_CATEGORIES and char not in _INVISIBLE for char in text
+    )
 
 
 def asr_confidence(value: Any) -> float | None:
@@ -189,8 +238,14 @@ def on_hangup(state: CallState, event: CallEvent, policy: Policy) -> list[Comman
 
 
 def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list[Command]:
+    """Write off a call whose hangup never came: its log line, then forget it; nothing is sent to Telnyx.
+
+    A bridged caller may well still be talking to the person they were put through to (a long call, or a
+    lost hangup): the call keeps its outcome, and nothing on either leg disturbs them (receptionist._process).
+    """
+    if state.phase is not Phase.BRIDGED:
+        state.outcome = "expired"
     state.phase = Phase.ENDED
-    state.outcome = "expired"
     return [FinishCall()]
 
 
@@ -212,6 +267,8 @@ def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) ->
     """Telnyx refused a command: carry on so that the caller is never left in silence."""
     failed = event.command
     if isinstance(failed, Speak):
+        if not playing(state, failed.tag):
+            return []  # stopped or counted already
         return speech_ended(state, policy)  # nothing is playing: go on as if it had been heard
     if isinstance(failed, Transfer) and state.phase is Phase.TRANSFERRING:
         return offer_message(state, policy, f"transfer failed: {event.reason}")
@@ -342,14 +399,17 @@ def interrupt(state: CallState) -> list[Command]:
     """Barge-in: stop the assistant's speech; the ended events of what was stopped are then ignored."""
     if not state.speaking:
         return []
-    state.stale_speech_ends += state.speaking
-    state.speaking = 0
+    if not state.speech_echoed:
+        state.stale_speech_ends += state.speaking  # their ends may come untagged: skip that many
+    state.speaking = 0  # every speech so far is over: their tags no longer count (on_speak_ended)
     return [StopPlayback()]
 
 
 def say(state: CallState, text: str) -> list[Command]:
+    """Speak, numbered: the number comes back in the speech's call.speak.ended (on_speak_ended)."""
     state.speaking += 1
-    return [Speak(text)]
+    state.last_speech += 1
+    return [Speak(text, state.last_speech)]
 
 
 def remember(state: CallState, reply: str, turn: TurnRecord | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,6 +20,10 @@ from commands import Command
 MAX_ID_CHARS = 512
 # Starts the client_state the service gives a transfer leg, so the leg's webhooks find the call they came from.
 TRANSFER_TAG = "xfer:"
+# Starts the client_state of each speak, followed by the speech's number on its call: Telnyx echoes it in the
+# speak's webhooks, so a call.speak.ended can be matched to the speech it ends (dialog.on_speak_ended).
+SPEECH_TAG = "speak:"
+MAX_SPEECH_TAG_DIGITS = 9
 
 
 class BadEvent(ValueError):
@@ -53,6 +58,15 @@ class CallEvent:
         state = self.client_state
         origin = state.removeprefix(TRANSFER_TAG) if state and state.startswith(TRANSFER_TAG) else None
         return origin if origin and origin != self.call_control_id else None
+
+    @property
+    def speech_tag(self) -> int | None:
+        """The number of the speech this service tagged, when client_state carries one (speech_client_state)."""
+        state = self.client_state
+        number = state.removeprefix(SPEECH_TAG) if state and state.startswith(SPEECH_TAG) else ""
+        if not (number.isascii() and number.isdigit()) or len(number) > MAX_SPEECH_TAG_DIGITS:
+            return None
+        return int(number)
 
 
 # ---------------------------------------------------------------- the service's own events
@@ -134,7 +148,7 @@ def parse_event(raw_body: bytes, received_at: float = 0.0) -> CallEvent:
         raise BadEvent("missing data.payload.call_control_id")
     if event_type in RESERVED_EVENT_TYPES or event_type.startswith(LegEvent.PREFIX):
         raise BadEvent("data.event_type is reserved for the service's own events")
-    event_id = _text(data.get("id")) or ""
+    event_id = _text(data.get("id")) or fingerprint(data)
     occurred_at = _text(data.get("occurred_at")) or ""
     return CallEvent(event_id, event_type, call_control_id, payload, occurred_at, received_at)
 
@@ -160,6 +174,16 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def fingerprint(data: dict[str, Any]) -> str:
+    """The id of an event that came without data.id: a hash of what it says, in a canonical form.
+
+    Only `data` counts: `meta` (the attempt number, the URL it was delivered to) changes with every
+    redelivery, and key order or spacing may too, so neither may make a redelivery look like a new event.
+    """
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def encode_client_state(text: str) -> str:
     """client_state must be base64 on the wire."""
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
@@ -168,6 +192,11 @@ def encode_client_state(text: str) -> str:
 def transfer_client_state(call_control_id: str) -> str:
     """The client_state for the transfer leg of a call (see CallEvent.transferred_from)."""
     return encode_client_state(TRANSFER_TAG + call_control_id)
+
+
+def speech_client_state(tag: int) -> str:
+    """The client_state for a call's speech number `tag` (see CallEvent.speech_tag)."""
+    return encode_client_state(f"{SPEECH_TAG}{tag}")
 
 
 def _text(value: Any) -> str | None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from brains import Brain
-from calls import CallState
+from calls import CallState, Phase
 from config import Settings
 from dialog import Policy, decide
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
@@ -75,7 +75,7 @@ class Receptionist:
         return True
 
     def _route(self, event: CallEvent) -> tuple[str, QueuedEvent]:
-        """Transfer-leg events belong to the call they were transferred from."""
+        """Transfer-leg events belong to the call they were transferred from (when it is not live, see `_process`)."""
         cid = event.call_control_id
         if self.calls.known(cid):
             return cid, event
@@ -127,14 +127,20 @@ class Receptionist:
 
     def _process(self, call_control_id: str, item: Event) -> None:
         state = self.calls.get(call_control_id)
+        if state is None and _on_a_transfer_leg(item):
+            # The call it was transferred from is not live here (a restart, an expiry, a hangup race): the person
+            # on this leg pressing keys or speaking must start neither a dialog nor a rescue (`_adopt`).
+            log.info("call=%s event=%s on a transfer leg whose call is not live here: left alone",
+                     call_control_id, item.event_type)
+            return
+        if _orphaned(item) and (state is None or _never_initiated(state)):
+            self._adopt(call_control_id, item)
+            return
         if state is None:
             if _ends_call(item):
                 # The hangup overtook its call.initiated (Telnyx does not order webhooks): remember the call
                 # ended, so the late call.initiated cannot open a call that would then live until expiry.
                 self.calls.close(call_control_id)
-                return
-            if _orphaned(item):
-                self._adopt(call_control_id, item)
                 return
             if not _starts_call(item):
                 log.debug("call=%s event=%s for no live call, ignored", call_control_id, item.event_type)
@@ -168,7 +174,8 @@ class Receptionist:
         """The caller speaks on a call whose state died with a previous worker: hand them to a person.
 
         The dialog treats it as a failed brain (fallback line, then a transfer to the default
-        destination), and the adopted call then lives like any other until its hangup.
+        destination), and the adopted call then lives like any other until its hangup. A call known only
+        from a call.answered (whose call.initiated this process never saw) is adopted the same way.
         """
         state = self.calls.open(call_control_id)
         if state is None:
@@ -180,12 +187,28 @@ class Receptionist:
 
 
 def _starts_call(item: Event) -> bool:
-    """Only an inbound call's first event creates state; anything else for an unknown call is stale."""
-    return (
-        isinstance(item, CallEvent)
-        and item.event_type == "call.initiated"
-        and item.payload.get("direction") == "incoming"
-    )
+    """Only an inbound call's first event creates state; anything else for an unknown call is stale.
+
+    That is its call.initiated, or its call.answered when that came first: the state then remembers the
+    answer and waits for the call.initiated (dialog.on_answered). A transfer leg's events never do.
+    """
+    if not isinstance(item, CallEvent):
+        return False
+    if item.event_type == "call.initiated":
+        return item.payload.get("direction") == "incoming"
+    return item.event_type == "call.answered"
+
+
+def _on_a_transfer_leg(item: Event) -> bool:
+    """A webhook tagged as a transfer leg's; an incoming call's call.initiated is a new call whatever its tag says."""
+    if not isinstance(item, CallEvent) or item.transferred_from is None:
+        return False
+    return not (item.event_type == "call.initiated" and item.payload.get("direction") == "incoming")
+
+
+def _never_initiated(state: CallState) -> bool:
+    """A call known only from a call.answered that overtook its call.initiated, which never came."""
+    return state.phase is Phase.RINGING and not state.initiated
 
 
 def _orphaned(item: Event) -> bool:

@@ -30,7 +30,15 @@ from commands import (
     Transfer,
 )
 from config import Settings
-from events import BrainFailed, BrainReplied, CommandFailed, Event, TimerFired, transfer_client_state
+from events import (
+    BrainFailed,
+    BrainReplied,
+    CommandFailed,
+    Event,
+    TimerFired,
+    speech_client_state,
+    transfer_client_state,
+)
 from telnyx_client import CallControl, TelnyxError
 
 log = logging.getLogger(__name__)
@@ -106,8 +114,9 @@ class Runners:
         return self.telnyx.answer(state.call_control_id, command_id=command_id)
 
     def _speak(self, state: CallState, command: Speak, command_id: str) -> bool:
+        tag = {"client_state": speech_client_state(command.tag)} if command.tag else {}
         sent = self.telnyx.speak(
-            state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id
+            state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id, **tag
         )
         if sent and state.turns and state.turns[-1].responded_at is None:
             state.turns[-1].responded_at = self.clock()

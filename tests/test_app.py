@@ -179,11 +179,21 @@ def test_verification_off_accepts_unsigned_and_warns(make_app, settings, telnyx,
     assert [command.action for command in telnyx.wait_for(1)] == ["answer"]
 
 
-def test_body_without_event_id_is_deduplicated_by_its_bytes(app, post_webhook, telnyx):
+def test_body_without_event_id_is_deduplicated_by_what_it_says_not_how_it_was_delivered(
+    app, post_webhook, telnyx, settle
+):
     body = load_fixture("call_initiated")
     del body["data"]["id"]
     assert post_webhook(body).json == {"status": "accepted"}
     assert post_webhook(body).json == {"status": "duplicate"}
+    body["meta"] = {"attempt": 2, "delivered_to": "https://failover.example.com/webhooks/telnyx"}
+    assert post_webhook(json.dumps(body, indent=1, sort_keys=True).encode()).json == {"status": "duplicate"}
+    del body["meta"]
+    assert post_webhook(body).json == {"status": "duplicate"}
+    body["data"].update(event_type="call.hangup", occurred_at="2026-03-02T15:04:06.000000Z")  # another event
+    assert post_webhook(body).json == {"status": "accepted"}
+    settle(app)
+    assert telnyx.actions() == ["answer"]
 
 
 def test_every_command_body_sent_in_a_conversation_matches_the_official_schema(

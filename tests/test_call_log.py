@@ -106,6 +106,28 @@ def test_each_write_appends_one_json_line(tmp_path):
     assert "Grüße" in lines[0]
 
 
+# Every character some reader takes as the end of a line: Python's str.splitlines, JavaScript, Unicode's list.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def test_every_record_stays_one_line_for_every_reader(tmp_path):
+    path = tmp_path / "calls.jsonl"
+    state = finished_call(escalation_reason=f"reason{LINE_BREAKS}end")
+    state.turns[0].transcript = state.turns[0].reply = f"one{LINE_BREAKS}two"
+    state.messages = [f"call{LINE_BREAKS}back", "\u2028", "\u2029\u2029", "\x85"]
+    record = build_record(state, ENDED, redact=False)
+    CallLog(str(path)).write(record)
+    CallLog(str(path)).write({"call_control_id": "v3:b", "\u2028key": "\u2029"})
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    lines = text.splitlines()  # splits on all of LINE_BREAKS
+    assert len(lines) == 2 and raw.count(b"\n") == 2 and text.endswith("\n")
+    assert not any(char in text[:-1].replace("\n", "") for char in LINE_BREAKS)
+    assert json.loads(lines[0]) == record
+    assert json.loads(lines[1]) == {"call_control_id": "v3:b", "\u2028key": "\u2029"}
+    assert "\\u2028" in lines[0] and "\\u2029" in lines[0] and "\\u0085" in lines[0]
+
+
 def test_no_path_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     CallLog(None).write({"call_control_id": "v3:a"})

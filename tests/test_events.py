@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import copy
+import json
 
 import pytest
 
@@ -10,12 +12,15 @@ from events import (
     INTERNAL_EVENTS,
     MAX_ID_CHARS,
     RESERVED_EVENT_TYPES,
+    SPEECH_TAG,
     TRANSFER_TAG,
     BadEvent,
     CallEvent,
     LegEvent,
     encode_client_state,
+    fingerprint,
     parse_event,
+    speech_client_state,
     transfer_client_state,
 )
 from fixtures import encode, fixture_names, load_fixture
@@ -53,11 +58,12 @@ def test_every_fixture_parses(name):
     assert parse_event(encode(body)).event_type == body["data"]["event_type"]
 
 
-def test_missing_id_and_occurred_at_are_empty_strings():
+def test_missing_occurred_at_is_an_empty_string_and_a_missing_id_the_event_s_fingerprint():
     body = load_fixture("call_answered")
     del body["data"]["id"], body["data"]["occurred_at"]
     event = parse_event(encode(body))
-    assert (event.event_id, event.occurred_at) == ("", "")
+    assert (event.event_id, event.occurred_at) == (fingerprint(body["data"]), "")
+    assert event.event_id.startswith("sha256:") and len(event.event_id) == len("sha256:") + 64
 
 
 def test_ids_up_to_the_limit_are_kept():
@@ -65,10 +71,58 @@ def test_ids_up_to_the_limit_are_kept():
     assert parse_event(body_with(call_control_id=cid)).call_control_id == cid
 
 
-def test_an_over_long_data_id_is_dropped_not_refused():
+def test_an_over_long_data_id_is_replaced_by_the_fingerprint_not_refused():
     body = load_fixture("call_answered")
     body["data"]["id"] = "e" * (MAX_ID_CHARS + 1)
-    assert parse_event(encode(body)).event_id == ""
+    assert parse_event(encode(body)).event_id == fingerprint(body["data"])
+
+
+def without_id(name: str = "call_answered") -> dict:
+    body = load_fixture(name)
+    del body["data"]["id"]
+    return body
+
+
+def redelivered(body: dict) -> bytes:
+    """The same event as Telnyx delivers it again: another attempt, maybe to the failover URL, keys reordered."""
+    again = {"meta": {"delivered_to": "https://failover.example.com/hook", "attempt": 3}, "data": body["data"]}
+    again["data"] = dict(reversed(list(again["data"].items())))
+    return json.dumps(again, indent=2).encode()
+
+
+def test_a_redelivery_without_data_id_has_the_same_fingerprint():
+    body = without_id()
+    first = parse_event(encode(body)).event_id
+    assert parse_event(redelivered(body)).event_id == first
+    del body["meta"]
+    assert parse_event(encode(body)).event_id == first
+
+
+def test_a_body_nested_as_deep_as_the_parser_allows_has_a_fingerprint_or_is_refused():
+    """Hashing walks the whole of `data`: whatever nesting parses must hash too, never raise RecursionError."""
+    outcomes = set()
+    for depth in range(900, 1200, 7):
+        head = b'{"data":{"event_type":"call.dtmf.received","payload":{"call_control_id":"v3:x","n":'
+        raw = head + b"[" * depth + b"]" * depth + b"}}}"
+        try:
+            outcomes.add(parse_event(raw).event_id[:7])
+        except BadEvent:
+            outcomes.add("refused")
+    assert outcomes == {"sha256:", "refused"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [lambda d: d.update(occurred_at="2026-03-02T15:04:10.000000Z"), lambda d: d.update(event_type="call.hangup"),
+     lambda d: d["payload"].update(call_control_id="v3:another"), lambda d: d["payload"].update(client_state="eA=="),
+     lambda d: d["payload"].update(extra=[1, 2])],
+    ids=["occurred_at", "event type", "call", "client_state", "one more field"],
+)
+def test_different_events_without_data_id_have_different_fingerprints(change):
+    body = without_id()
+    other = copy.deepcopy(body)
+    change(other["data"])
+    assert parse_event(encode(body)).event_id != parse_event(encode(other)).event_id
 
 
 def test_a_surrogate_pair_escape_is_valid_json():
@@ -173,6 +227,25 @@ def test_a_transfer_leg_names_the_call_it_came_from():
 )
 def test_no_transferred_from_without_another_call_in_the_tag(client_state):
     assert event_with(call_control_id=CALL, client_state=client_state).transferred_from is None
+
+
+@pytest.mark.parametrize("tag", [1, 7, 123456789])
+def test_a_speech_tag_round_trips(tag):
+    event = event_with(client_state=speech_client_state(tag))
+    assert event.client_state == f"{SPEECH_TAG}{tag}" and event.speech_tag == tag
+    assert event.transferred_from is None
+
+
+@pytest.mark.parametrize(
+    "client_state",
+    [None, encode_client_state("speak:"), encode_client_state("speak:-1"), encode_client_state("speak:1.5"),
+     encode_client_state("speak: 1"), encode_client_state("speak:\u0661"), encode_client_state("speak:" + "9" * 10),
+     encode_client_state("Speak:1"), transfer_client_state(CALL), encode_client_state("1")],
+    ids=["none", "no number", "negative", "not an integer", "space", "arabic-indic digit", "too long",
+         "another prefix", "transfer tag", "bare number"],
+)
+def test_anything_else_is_no_speech_tag(client_state):
+    assert event_with(client_state=client_state).speech_tag is None
 
 
 # ---------------------------------------------------------------- the service's own events

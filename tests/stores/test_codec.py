@@ -18,8 +18,9 @@ WEBHOOK = CallEvent("ev-1", "call.transcription", "v3:call", {"transcription_dat
 def busy_state() -> CallState:
     """A state with every field away from its default."""
     return CallState(
-        "v3:call", caller="+13125550111", started_at=1796000000.5, phase=Phase.TAKING_MESSAGE, ai=False,
-        speaking=2, after_speech=Transfer("+15555550100", "front_desk"), low_confidence_streak=1,
+        "v3:call", caller="+13125550111", started_at=1796000000.5, phase=Phase.TAKING_MESSAGE, initiated=True,
+        answered=True, ai=False, speaking=2, last_speech=5, speech_echoed=True,
+        after_speech=Transfer("+15555550100", "front_desk"), low_confidence_streak=1,
         silence_token=4, speech_token=3, stale_speech_ends=1, silence_reprompted=True, transfer_attempted=True,
         transfer_destination="front_desk", outcome="message_taken", escalation_reason="asked for a person",
         history=[Turn("caller", "when are you open"), Turn("assistant", "8 to 5")],
@@ -33,7 +34,7 @@ def test_a_state_with_every_field_set_comes_back_equal():
     assert load_state(dump_state(state)) == state
 
 
-@pytest.mark.parametrize("command", [None, Speak("one moment"), Hangup(), Transfer("+15555550100", "front_desk")])
+@pytest.mark.parametrize("command", [None, Speak("one moment", 4), Hangup(), Transfer("+15555550100", "front_desk")])
 def test_the_command_waiting_for_speech_to_end_keeps_its_type(command):
     state = CallState("v3:call", after_speech=command)
     restored = load_state(dump_state(state)).after_speech

@@ -1,0 +1,55 @@
+"""RELIABILITY: what a webhook on a new connection gets while the service stops (README, "Restarts").
+
+gunicorn, as deployed, stops accepting connections on SIGTERM. A request on a connection already open is
+still answered (503 from `/healthz`, and for webhooks of calls the worker does not hold); a new connection
+gets no HTTP answer at all: it waits unaccepted until the worker closes its socket and is then reset, or is
+refused once the socket is closed. Telnyx treats either as a failed delivery and delivers the webhook again.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import requests
+
+from figures import record
+from simulator.network import Network, NetworkOptions
+from simulator.service import start_service
+
+
+def new_connection(port: int, results: list[str]) -> None:
+    """Open a connection and send a request; record the status line, or how the connection failed."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: receptionist\r\n\r\n")
+            answer = sock.recv(64)
+        results.append(answer.split(b"\r\n")[0].decode() if answer else "closed without an answer")
+    except ConnectionResetError:
+        results.append("reset")
+    except ConnectionRefusedError:
+        results.append("refused")
+    except OSError as exc:
+        results.append(repr(exc))
+
+
+def test_after_sigterm_a_new_connection_gets_no_http_answer_and_an_open_one_gets_503():
+    """README, "Restarts": once the worker has heard of SIGTERM it accepts no connection (a new one waits, then is
+    reset, or is refused once the socket is closed), while a request on a connection already open gets 503."""
+    with Network(NetworkOptions(speed=0.05)) as network, start_service(network.service_env()) as service:
+        port = int(service.url.rsplit(":", 1)[1])
+        kept_alive, idle = requests.Session(), requests.Session()
+        assert [s.get(f"{service.url}/healthz", timeout=5).status_code for s in (kept_alive, idle)] == [200, 200]
+        service.process.send_signal(signal.SIGTERM)
+        statuses: list[int] = []
+        while not statuses or statuses[-1] == 200:  # served normally until the worker hears of the signal
+            statuses.append(kept_alive.get(f"{service.url}/healthz", timeout=5).status_code)
+        results: list[str] = []
+        new_connection(port, results)  # the idle connection keeps the worker up for a moment
+        new_connection(port, results)
+        exit_code = service.process.wait(30)
+    assert statuses[-1] == 503 and len(statuses) < 50, statuses
+    assert results[0] in ("reset", "refused") and results[1] == "refused", results
+    assert exit_code == 0
+    record("SIGTERM: a new connection once the worker stops", len(results), sum(r in ("reset", "refused")
+           for r in results), f"no HTTP answer ({', '.join(results)}); Telnyx delivers the webhook again")
