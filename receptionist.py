@@ -64,7 +64,8 @@ class Receptionist:
         While shutting down, an event for a call this process does not know (a new call, above all) raises
         ServiceStopping before it is marked seen: answering it here would strand the caller when we exit.
         A store whose calls outlive the process (Redis) takes it anyway: another process will run it.
-        Raises StoreUnavailable when the store cannot take it; nothing was queued or marked seen then.
+        Raises StoreUnavailable when the store cannot take it (after a timeout it may have been queued all the
+        same; its redelivery is then a duplicate).
         """
         key, item = self._route(event)
         if self.stopping and not self.store.outlives_process and not self.calls.known(key):

@@ -113,12 +113,12 @@ def test_a_refused_webhook_was_neither_queued_nor_marked_seen(
 def test_redis_slower_than_its_timeout_is_a_503_not_a_hang_and_a_slow_but_timely_redis_still_serves(
     redis_app, telnyx, proxy, settle
 ):
-    service, post_webhook = redis_app(proxy.url_for(), timeout_s=0.3)
+    service, post_webhook = redis_app(proxy.url_for(), timeout_s=1.0)
     first, second = new_call(), new_call()
     proxy.delay_s = 0.05  # every exchange 0.1 s slower: under the timeout
     assert post_webhook(first[0]).status_code == 200
     settle(service, 15)
-    proxy.delay_s = 0.5  # over it
+    proxy.delay_s = 1.5  # over it
     started = time.monotonic()
     slow = post_webhook(second[0])
     waited_s = time.monotonic() - started
@@ -126,9 +126,12 @@ def test_redis_slower_than_its_timeout_is_a_503_not_a_hang_and_a_slow_but_timely
     assert wait_until(lambda: post_webhook(second[0]).status_code == 200, 10)
     settle(service, 15)
     assert (slow.status_code, slow.json) == (503, REFUSED)
-    assert waited_s < 3.0  # the client's timeout plus one retry, never the proxy's whole delay chain
+    assert waited_s < 3.0  # the client's timeout (twice, with a health-check PING), never the proxy's whole delay
     assert telnyx.actions(first[0]["data"]["payload"]["call_control_id"]) == ["answer"]
-    assert telnyx.actions(second[0]["data"]["payload"]["call_control_id"]) == ["answer"]
+    # The refused webhook may still have been queued (Redis ran it; only its answer came too late), and a claim
+    # made while Redis was slow may have lost its answer too: that call is taken over when its lease lapses.
+    second_call = second[0]["data"]["payload"]["call_control_id"]
+    assert wait_until(lambda: telnyx.actions(second_call) == ["answer"], 3.0 + 5), telnyx.actions(second_call)
 
 
 def test_every_key_of_a_call_expires_and_the_shared_sets_forget_an_ended_call(
