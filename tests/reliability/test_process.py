@@ -50,7 +50,7 @@ from simulator import events
 from simulator.carrier import SimCall, TransferPlan
 from simulator.events import Leg, WebhookEvent
 from simulator.network import Network, NetworkOptions
-from simulator.service import Service, start_service
+from simulator.service import Service, children, start_service
 from webhooks import WEBHOOK, event, new_call_id, transcription
 
 REPLY_TEXT = "We are open eight to five on weekdays."
@@ -311,15 +311,6 @@ class HalfSentWebhook:
             return None, repr(exc)
         finally:
             self.conn.close()
-
-
-def children(pid: int) -> list[int]:
-    """Live child processes of `pid` (Linux /proc)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
 
 
 def only_worker(master: int, timeout_s: float = 10.0) -> int:
