@@ -19,7 +19,6 @@ from figures import record
 from simulator.network import Network, NetworkOptions
 from simulator.service import start_service
 
-
 # gunicorn's gevent worker looks at its `alive` flag once a second, then closes its listening socket.
 STOPS_ACCEPTING_S = 1.5
 
