@@ -3,8 +3,8 @@
 Without REDIS_URL: one worker process, many threads. Call state lives in that process's memory, so a
 second worker would not see the calls the first one holds; more than one is refused at startup.
 With REDIS_URL: as many workers as cores by default (WEB_CONCURRENCY overrides), sharing the calls in
-Redis (stores/redis.py). Threads keep webhook acknowledgements fast while replies are computed in the
-background.
+Redis (stores/redis.py). Each worker serves its connections as gevent greenlets (deadline_worker.py), so
+slow or idle clients cannot hold every webhook away; replies are computed in the background.
 
 On SIGTERM (a deploy or a restart) the worker answers every request it has already accepted, then
 gives the background work already queued, such as a reply being computed or a speak to send, up to
@@ -20,10 +20,12 @@ import sys
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # gunicorn's own convention. Without Redis, more than one is refused below: call state lives in one process.
 workers = int(os.environ.get("WEB_CONCURRENCY") or (os.cpu_count() or 1 if os.environ.get("REDIS_URL") else 1))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+worker_class = "deadline_worker.DeadlineWorker"
+# Connections held at once per worker, idle ones included; each costs a greenlet and a file descriptor.
+worker_connections = int(os.environ.get("GUNICORN_CONNECTIONS", "4096"))
 timeout = 30
 graceful_timeout = 20
+# Also the deadline for a request's line and headers: a connection that sends none within it is closed.
 keepalive = 5
 accesslog = None
 # No control socket: it lives at one fixed path per user, which clashes when several instances run.

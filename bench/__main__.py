@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from bench import ack, calls, capacity, commands, memory, profile, redisinfo, slow_brain, turns
+from bench import ack, calls, capacity, commands, memory, profile, redisinfo, slow_brain, slow_clients, turns
 from bench.modes import MEMORY, REDIS_WORKERS, Mode, redis_mode
 from bench.procstat import MachineShare, machine, taken_cores, wait_quiet
 from bench.reading import reading
@@ -50,14 +50,19 @@ def main(argv: list[str] | None = None) -> int:
         write_report(json.loads(RESULTS.read_text()))
         return 0
     quiet = (QUIET_WAIT_QUICK_S, QUIET_BUDGET_QUICK_S) if args.quick else (QUIET_WAIT_S, QUIET_BUDGET_S)
-    results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    results = {"date": now, "machine": machine(),
                "settings": {**settings(), "quiet_wait_s": quiet[0], "quiet_budget_s": quiet[1], "nice": os.nice(0)},
                "quick": args.quick, "errors": {}, "runs": {}, "machine_load": {}}
-    cache: dict[str, dict] = {}
+    if args.only:
+        results = rerun_base(results, args.only, now)
+    cache: dict[str, dict] = results["runs"]
     started = time.monotonic()
     with ExitStack() as stack:
         modes = available_modes(stack, results)
         for name, step_modes, step in steps(args.quick, cache, modes):
+            if args.only and name not in args.only:
+                continue
             label = f"{name} ({', '.join(mode.name for mode in step_modes)})"
             waited_s = sum(load.get("waited_s", 0) for load in results["machine_load"].values())
             waited = wait_quiet(os.getpid(), BUSY_MACHINE_CORES, QUIET_WINDOW_S, min(quiet[0], quiet[1] - waited_s))
@@ -70,6 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     write_report(results)
     log(f"[{time.monotonic() - started:5.0f} s] wrote {REPORT.name} and {RESULTS.relative_to(ROOT)}")
     return 0
+
+
+def rerun_base(fresh: dict, only: list[str], now: str) -> dict:
+    """--only: the saved results with the named steps taken out, to be measured again; the rest stays as it was."""
+    if not RESULTS.exists():
+        return fresh
+    results = json.loads(RESULTS.read_text())
+    for name in only:
+        results.pop(name, None)
+        for section in ("errors", "machine_load"):
+            results[section] = {k: v for k, v in results.get(section, {}).items() if not k.startswith(f"{name} (")}
+    results.setdefault("reruns", []).append({"date": now, "steps": only, "settings": fresh["settings"]})
+    return results
 
 
 def measure(results: dict, name: str, label: str, step: Callable[[], dict[str, Any]]) -> None:
@@ -125,6 +143,7 @@ def steps(quick: bool, cache: dict[str, dict], modes: dict[str, Mode]) -> list[t
         ("memory", redis, each(lambda m: memory.run(m, **size["memory"], log=log))),
         ("capacity", memory_mode + redis, lambda ms: capacity.run(cache, ms, **size["capacity"], log=log)),
         ("slow_brain", memory_mode, each(lambda m: slow_brain.run(cache, m, **size["slow_brain"], log=log))),
+        ("slow_clients", memory_mode, each(lambda m: slow_clients.run(**size["slow_clients"], log=log))),
     ]
     return [(name, step_modes, step) for name, step_modes, step in plan if step_modes]
 
@@ -133,13 +152,14 @@ def steps(quick: bool, cache: dict[str, dict], modes: dict[str, Mode]) -> list[t
 # the goals name (memory mode also runs 1 and 10).
 FULL: dict[str, Any] = {
     "ack": {}, "profiles": {"route": {}, "turns": {}}, "commands": {}, "memory": {}, "capacity": {},
-    "slow_brain": {}, "turns": {"memory": turns.LEVELS, "redis": (50, 200)},
+    "slow_brain": {}, "slow_clients": {}, "turns": {"memory": turns.LEVELS, "redis": (50, 200)},
 }
 QUICK: dict[str, Any] = {
     "ack": {"rates": (50, 200), "step_s": 2.0}, "profiles": {"route": {"seconds": 3},
                                                              "turns": {"concurrency": 20, "seconds": 4}},
     "commands": {"idle_s": 3.0}, "memory": {"active": 20}, "capacity": {"steps": (10,)},
     "slow_brain": {"levels": (10,)}, "turns": {"memory": (1, 10), "redis": (10,)},
+    "slow_clients": {"attack": {"slow_headers": 40, "slow_bodies": 40, "idle": 200}, "step_s": 3.0},
 }
 
 
@@ -150,7 +170,7 @@ def _profiles(mode: Mode, size: dict[str, dict]) -> dict:
 def settings() -> dict:
     """The deployed gunicorn settings, read from gunicorn.conf.py itself."""
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    keys = ("workers", "worker_class", "threads", "keepalive", "timeout")
+    keys = ("workers", "worker_class", "worker_connections", "keepalive", "timeout")
     return {"gunicorn": ", ".join(f"{k} {conf[k]}" for k in keys if k in conf), "call_workers": 64,
             "silence_timeout_s": calls.SERVICE_OVERRIDES["dialog.silence_timeout_s"],
             "slow_brain_delay_s": "-".join(f"{v:g}" for v in calls.SLOW_BRAIN_DELAY_S)}
@@ -180,6 +200,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about five minutes)")
     parser.add_argument("--report-only", action="store_true", help="rewrite BENCHMARKS.md from bench/results.json")
+    parser.add_argument("--only", nargs="+", metavar="STEP",
+                        help="measure only these steps again (e.g. slow_clients), keeping the other saved figures")
     return parser
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import report_profiles, report_redis, report_run
+from bench import report_profiles, report_redis, report_run, report_slow
 from bench.report_run import BUSY_MACHINE_CORES, busy_steps
 from bench.tables import MODES, TURNS_RECORDED, by_mode, mode_label, ms, p, pace, recorded, table
 
@@ -20,7 +20,7 @@ GOAL_CALLS = 200
 
 def render(results: dict[str, Any]) -> str:
     sections = [_header(results), _goals(results), report_redis.choosing(results), _ack(results),
-                _turns(results), _capacity(results), _slow(results), _memory(results),
+                _turns(results), _capacity(results), _slow(results), report_slow.render(results), _memory(results),
                 report_redis.memory(results), _cpu(results.get("runs", {})), report_redis.commands(results),
                 report_profiles.render(results.get("profiles"), MODES), _reading(results),
                 report_run.service_log(results), report_run.machine_load(results), report_run.errors(results)]
@@ -54,6 +54,9 @@ def _header(results: dict) -> str:
                   f"`redis.timeout_s` {redis['timeout_s']}, dispatcher poll every {1000 * redis['poll_s']:g} ms "
                   "(stores/leases.py); every service gets a fresh `redis.key_prefix`. Its floor runs with the same "
                   f"{redis['workers']} workers. Worker figures (CPU, RSS) are the sum over the workers."]
+    for rerun in results.get("reruns", []):
+        lines += ["", f"**Measured again on {rerun['date']}** (`python -m bench --only {' '.join(rerun['steps'])}`): "
+                  f"{', '.join(rerun['steps'])}, with gunicorn settings {rerun['settings'].get('gunicorn')}."]
     if s.get("nice"):
         lines += ["", f"**Priority:** the bench ran at nice {s['nice']} (`nice -n {s['nice']} python -m bench`): its "
                   "processes, the service's included, were favoured by the scheduler over other jobs on the machine."]

@@ -82,10 +82,14 @@ class Server:
 
 @contextmanager
 def service(env: Mapping[str, str], overrides: Mapping[str, Any] | None = None,
-            mode: Mode = MEMORY) -> Iterator[Server]:
-    """The receptionist exactly as the simulator starts it (gunicorn.conf.py, gthread), in `mode`."""
+            mode: Mode = MEMORY, gunicorn_args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """The receptionist exactly as the simulator starts it (gunicorn.conf.py), in `mode`.
+
+    `gunicorn_args` override the deployed settings (bench/slow_clients.py compares worker classes).
+    """
     mode_overrides = mode.overrides()
-    with start_service({**env, **mode.env()}, overrides={**(overrides or {}), **mode_overrides}) as running:
+    with start_service({**env, **mode.env()}, overrides={**(overrides or {}), **mode_overrides},
+                       gunicorn_args=gunicorn_args) as running:
         _settle(mode)
         yield Server("service", running.url, running.process.pid, _workers_of(running.process.pid, mode.workers),
                      mode, mode_overrides.get("redis.key_prefix", ""),

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,18 +102,16 @@ def write_config(directory: Path, overrides: Mapping[str, Any] | None = None) ->
     return path, Path(raw["call_log"]["path"])  # an override may share one call log between instances
 
 
-def gunicorn_command(port: int) -> list[str]:
+def gunicorn_command(port: int, extra: Sequence[str] = ()) -> list[str]:
+    """gunicorn as the Procfile runs it; `extra` settings on the command line override gunicorn.conf.py's."""
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    if (ROOT / "gunicorn.conf.py").exists():
-        settings = ["--config", "gunicorn.conf.py"]
-    else:
-        settings = ["--workers", "1", "--threads", "16", "--worker-class", "gthread"]
-    return [gunicorn, "app:create_app()", *settings, "--bind", f"127.0.0.1:{port}"]
+    return [gunicorn, "app:create_app()", "--config", "gunicorn.conf.py", *extra, "--bind", f"127.0.0.1:{port}"]
 
 
 @contextmanager
 def start_service(network_env: Mapping[str, str], *, overrides: Mapping[str, Any] | None = None,
-                  startup_timeout_s: float = 20.0, quiet: bool = True, port: int | None = None) -> Iterator[Service]:
+                  startup_timeout_s: float = 20.0, quiet: bool = True, port: int | None = None,
+                  gunicorn_args: Sequence[str] = ()) -> Iterator[Service]:
     """Run gunicorn with a temporary config and the simulated network's env; stop it (SIGTERM) on exit.
 
     `port` starts it where an instance that was stopped listened before (a restart behind a load balancer).
@@ -127,7 +125,8 @@ def start_service(network_env: Mapping[str, str], *, overrides: Mapping[str, Any
         port = port or free_port()
         log_path = Path(tmp) / "service.log"
         output = open(log_path, "w+b") if quiet else None  # noqa: SIM115 - closed below
-        process = subprocess.Popen(gunicorn_command(port), cwd=ROOT, env=env, stdout=output, stderr=output)
+        command = gunicorn_command(port, gunicorn_args)
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
         service = Service(f"http://127.0.0.1:{port}", str(call_log), process, str(log_path) if quiet else "")
         try:
             _wait_healthy(service, startup_timeout_s, output)
