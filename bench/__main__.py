@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                "quick": args.quick, "errors": {}, "runs": {}, "machine_load": {}}
     if args.only:
         results = rerun_base(results, args.only, now)
-    cache: dict[str, dict] = results["runs"]
+    saved_runs = results["runs"]  # --only measures its call runs afresh, and keeps the other steps' runs
+    cache: dict[str, dict] = {} if args.only else saved_runs
     started = time.monotonic()
     with ExitStack() as stack:
         modes = available_modes(stack, results)
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (f" after waiting {waited:g} s for a quiet machine" if waited > QUIET_WINDOW_S + 1 else ""))
             measure(results, name, label, partial(step, step_modes))
             results["machine_load"][label]["waited_s"] = waited
-            results["runs"] = dict(cache)
+            results["runs"] = {**saved_runs, **cache}
             RESULTS.write_text(json.dumps(results, indent=1, default=str))
     write_report(results)
     log(f"[{time.monotonic() - started:5.0f} s] wrote {REPORT.name} and {RESULTS.relative_to(ROOT)}")
