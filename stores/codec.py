@@ -1,11 +1,17 @@
 """A call's state and its queued events as JSON text, for a store outside the process (stores/redis.py).
 
 Only translates: `load_*(dump_*(x)) == x`. Commands are tagged with their class name, events with a kind.
+
+During a rolling deploy two versions share one Redis: a field this version does not know (written by a newer
+one) is dropped on reading, with one warning per set of unknown names, and a field missing (written by an
+older one) takes its default. So adding a field with a default never strands a call; renaming or removing
+one, or adding one without a default, needs a release that reads both shapes first.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, fields
 from typing import Any, get_args
 
@@ -16,6 +22,9 @@ from events import CallEvent, CallExpired, LegEvent, TimerFired
 from stores import QueuedEvent
 
 COMMANDS: dict[str, type] = {kind.__name__: kind for kind in get_args(Command)}
+
+log = logging.getLogger(__name__)
+_unknown_seen: set[tuple[str, frozenset[str]]] = set()
 
 
 class CorruptRecord(ValueError):
@@ -36,9 +45,9 @@ def load_state(text: str | bytes) -> CallState:
     try:
         data["phase"] = Phase(data["phase"])
         data["after_speech"] = _load_command(data["after_speech"])
-        data["history"] = [Turn(**turn) for turn in data["history"]]
-        data["turns"] = [TurnRecord(**turn) for turn in data["turns"]]
-        return CallState(**data)
+        data["history"] = [_build(Turn, turn) for turn in data["history"]]
+        data["turns"] = [_build(TurnRecord, turn) for turn in data["turns"]]
+        return _build(CallState, data)
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptRecord(f"call state: {exc}") from exc
 
@@ -75,9 +84,9 @@ def _webhook(event: CallEvent) -> dict[str, Any]:
 def _event_from(data: dict[str, Any]) -> QueuedEvent:
     kind = data.pop("kind")
     if kind == "webhook":
-        return CallEvent(**data)
+        return _build(CallEvent, data)
     if kind == "leg":
-        return LegEvent(CallEvent(**data["event"]))
+        return LegEvent(_build(CallEvent, data["event"]))
     if kind == "timer":
         return TimerFired(data["name"], data["token"])
     if kind == "expired":
@@ -92,7 +101,19 @@ def _dump_command(command: Command | None) -> dict[str, Any] | None:
 def _load_command(data: dict[str, Any] | None) -> Command | None:
     if data is None:
         return None
-    return COMMANDS[data.pop("type")](**data)
+    return _build(COMMANDS[data.pop("type")], data)
+
+
+def _build(kind: type, data: dict[str, Any]):
+    """kind(**data) without the keys `kind` does not have (a newer version wrote them): see the docstring."""
+    known = {field.name for field in fields(kind)}
+    unknown = frozenset(data) - known
+    if unknown:
+        if (kind.__name__, unknown) not in _unknown_seen:
+            _unknown_seen.add((kind.__name__, unknown))
+            log.warning("%s stored by a newer version: ignoring %s", kind.__name__, ", ".join(sorted(unknown)))
+        data = {key: value for key, value in data.items() if key in known}
+    return kind(**data)
 
 
 def _dumps(data: dict[str, Any]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from brains import Turn
@@ -65,3 +67,33 @@ def test_stored_text_the_codec_did_not_write_is_a_corrupt_record(text):
         load_event(text)
     with pytest.raises(CorruptRecord):
         load_state(text)
+
+
+def test_a_state_written_by_a_newer_version_loses_only_the_fields_this_one_does_not_know(caplog):
+    """A rolling deploy: the newer version's extra fields (call, turn, history, command) are dropped, once logged."""
+    data = json.loads(dump_state(busy_state()))
+    data["future_field"] = {"anything": 1}
+    data["turns"][0]["future_turn_field"] = 2
+    data["history"][0]["future_turn_field"] = 3
+    data["after_speech"]["future_command_field"] = 4
+    text = json.dumps(data)
+    assert load_state(text) == busy_state()
+    assert load_state(text) == busy_state()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings.count("CallState stored by a newer version: ignoring future_field") == 1
+    assert "TurnRecord stored by a newer version: ignoring future_turn_field" in warnings
+    assert "Transfer stored by a newer version: ignoring future_command_field" in warnings
+
+
+def test_a_state_written_by_an_older_version_takes_the_defaults_of_fields_it_did_not_have():
+    data = json.loads(dump_state(busy_state()))
+    del data["stale_speech_ends"], data["turns"][0]["responded_at"]
+    restored = load_state(json.dumps(data))
+    assert restored.stale_speech_ends == 0 and restored.turns[0].responded_at is None
+    assert restored.caller == "+13125550111" and restored.messages == ["call me back ☎ ünïcode"]
+
+
+def test_a_queued_webhook_from_a_newer_version_keeps_what_this_one_knows():
+    data = json.loads(dump_event(WEBHOOK))
+    data["future_field"] = True
+    assert load_event(json.dumps(data)) == WEBHOOK
