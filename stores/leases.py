@@ -9,7 +9,9 @@ The protocol (the scripts are in stores/scripts.py; each step is one atomic scri
    otherwise every POLL_S). Due timers are moved into their calls' inboxes first. Then, for each call on
    `ready` whose score has come, the process tries to take the call's lease (SET NX PX lease_ms). Won: the
    call's score becomes the lease's expiry and the call is run on the process's pool. Lost: someone else
-   holds it; the score becomes that lease's expiry, when the call is looked at again.
+   holds it; the score becomes that lease's expiry, when the call is looked at again. A call claimed
+   MAX_CLAIMS times without its first event being committed has that event dropped, logged as an error: each
+   process that ran it died or stalled (a poison event), and the call's later events must not wait for ever.
 3. Run. The holder reads the inbox's first event and runs it; the event stays in the inbox meanwhile.
 4. Commit (COMMIT). Only while `lease` still names the holder: the call's new state, its tombstone or the
    timers it armed are written, the event is dropped from the inbox, and either the lease is extended and
@@ -39,6 +41,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from events import LegEvent, TimerFired
 from stores import Handler, StoreUnavailable, scripts
 from stores.codec import CorruptRecord, load_event
 
@@ -49,6 +52,8 @@ log = logging.getLogger(__name__)
 
 # How often a dispatcher looks for work it was not told about: another process's call, a lapsed lease, a timer.
 POLL_S = 0.05
+# Claims of one event before it is dropped as a poison event (see the docstring).
+MAX_CLAIMS = 3
 # After a Redis error the dispatcher waits this long before trying again.
 ERROR_PAUSE_S = 0.5
 
@@ -160,8 +165,11 @@ class LeasedQueues:
             self._claiming = True
         try:
             with self.store.outage.guard():
-                claimed = self._claim(args=[self.store.prefix, self.owner, self.lease_ms, wanted,
-                                            self.store.inbox_ttl_ms])
+                claimed, dropped = self._claim(args=[self.store.prefix, self.owner, self.lease_ms, wanted,
+                                                     self.store.inbox_ttl_ms, MAX_CLAIMS])
+            for raw_id, raw_event in zip(dropped[::2], dropped[1::2], strict=True):
+                log.error("call=%s %s dropped after %d claims: each process that ran it stopped before finishing",
+                          raw_id.decode(), _describe(raw_event), MAX_CLAIMS)
             for raw_id, raw_token in zip(claimed[::2], claimed[1::2], strict=True):
                 call_control_id, token = raw_id.decode(), raw_token.decode()
                 with self._lock:
@@ -234,3 +242,16 @@ class LeasedQueues:
     def _give_back(self, call_control_id: str, token: str) -> None:
         with self.store.outage.guard():
             self._release(args=[self.store.prefix, call_control_id, token])
+
+
+def _describe(raw_event: bytes) -> str:
+    """What a dropped event was (`call.transcription`, `timer silence`), without its content."""
+    try:
+        event = load_event(raw_event)
+    except CorruptRecord:
+        return "an unreadable event"
+    if isinstance(event, LegEvent):
+        return f"transfer-leg event {event.event.event_type}"
+    if isinstance(event, TimerFired):
+        return f"timer {event.name}"
+    return f"event {getattr(event, 'event_type', type(event).__name__)}"

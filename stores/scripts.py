@@ -7,6 +7,7 @@ Redis Cluster):
     P seen:<id>    a webhook id already taken            P ready        zset: call id -> when to look at it
     P timers       zset: "<n>:<call id><event>" -> due   P live         zset: call id -> started_at
     P claims       a counter that makes every lease token unique
+    P tries:<id>   claims of the call since its first queued event was last committed
 Times are whole milliseconds of the Redis server's own clock (TIME), so the clocks of the machines never
 matter, and a score is exact (Lua hands numbers to Redis with 14 significant digits).
 """
@@ -45,31 +46,45 @@ FIRE = _COMMON + """
 return fire(ARGV[1], ARGV[2], now_ms(), ARGV[3])
 """
 
-# ARGV: prefix, owner, lease_ms, wanted, inbox_ttl_ms. Fires the due timers, then leases up to `wanted` calls
-# whose turn has come (new work, or a lease that lapsed). A lease's value is `owner` and the call's own claim
-# number, so a later claim of the same call, even by the same process, never shares its token.
-# Returns {call id, token, call id, token, ...}.
+# ARGV: prefix, owner, lease_ms, wanted, inbox_ttl_ms, max_claims. Fires the due timers, then leases up to
+# `wanted` calls whose turn has come (new work, or a lease that lapsed). A lease's value is `owner` and the
+# call's own claim number, so a later claim of the same call, even by the same process, never shares its token.
+# A call claimed max_claims times without its first event ever being committed has that event dropped (every
+# process that ran it died or stalled: a poison event), and the claim goes on with the next one.
+# Returns {{call id, token, call id, token, ...}, {call id, dropped event, ...}}.
 CLAIM = _COMMON + """
 local prefix, owner, lease_ms, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_claims = tonumber(ARGV[6])
 local now = now_ms()
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'timers', '-inf', now, 'LIMIT', 0, 200)) do
   fire(prefix, member, now, ARGV[5])
 end
-local claimed = {}
-if wanted < 1 then return claimed end
+local claimed, dropped = {}, {}
+if wanted < 1 then return {claimed, dropped} end
 for _, cid in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'ready', '-inf', now, 'LIMIT', 0, wanted * 2 + 8)) do
-  local lease = prefix .. 'lease:' .. cid
+  local lease, tries, inbox = prefix .. 'lease:' .. cid, prefix .. 'tries:' .. cid, prefix .. 'inbox:' .. cid
   local token = owner .. '#' .. redis.call('INCR', prefix .. 'claims')
   if redis.call('SET', lease, token, 'NX', 'PX', lease_ms) then
-    redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
-    claimed[#claimed + 1] = cid
-    claimed[#claimed + 1] = token
-    if #claimed >= 2 * wanted then break end
+    if redis.call('INCR', tries) > max_claims then
+      dropped[#dropped + 1] = cid
+      dropped[#dropped + 1] = redis.call('LPOP', inbox) or ''
+      redis.call('SET', tries, 1)
+    end
+    redis.call('PEXPIRE', tries, ARGV[5])
+    if redis.call('LLEN', inbox) == 0 then
+      redis.call('DEL', lease, tries)
+      redis.call('ZREM', prefix .. 'ready', cid)
+    else
+      redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
+      claimed[#claimed + 1] = cid
+      claimed[#claimed + 1] = token
+      if #claimed >= 2 * wanted then break end
+    end
   else
     redis.call('ZADD', prefix .. 'ready', now + math.max(redis.call('PTTL', lease), 1), cid)
   end
 end
-return claimed
+return {claimed, dropped}
 """
 
 # ARGV: prefix, call id, lease token, lease_ms, op (save|close|none), state, state_ttl_ms, ended_ttl_ms, started_at,
@@ -95,6 +110,7 @@ for i = 12, #ARGV, 2 do
   redis.call('ZADD', prefix .. 'timers', now + tonumber(ARGV[i]), ARGV[i + 1])
 end
 redis.call('LPOP', inbox)
+redis.call('DEL', prefix .. 'tries:' .. cid)
 local left = redis.call('LLEN', inbox)
 if left == 0 or ARGV[10] == '1' then
   redis.call('DEL', lease)

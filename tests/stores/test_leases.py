@@ -15,6 +15,7 @@ from background import wait_until, watching_logs
 from config import build_settings
 from events import TimerFired
 from store_setup import isolated_prefix
+from stores.leases import MAX_CLAIMS
 from stores.redis import RedisStore
 from workers import Scheduler
 
@@ -176,3 +177,33 @@ def test_a_process_shutting_down_hands_its_call_back_at_once(processes):
         by[run[0]].append(token)
     assert by == {"a": [0], "c": [1, 2, 3]}
     assert handed_over_s < 5.0  # far less than the 10 s lease a crash would cost
+
+
+def test_an_event_that_stops_every_process_running_it_is_dropped_and_the_calls_next_event_runs(processes):
+    """A poison event: each holder stalls on it for good (stands in for a crash: nothing committed, no renewal).
+    After MAX_CLAIMS claims it is dropped with an error naming it, and the call's next event runs."""
+    stalled = threading.Event()  # never set: every run of event 0 hangs until the test ends
+
+    def stall_on_poison(process):
+        process.store.queues._renew_leases = lambda: None
+        original = process.handle
+
+        def handle(call_control_id, event):
+            if event.token == 0:
+                stalled.wait(30)
+                return
+            original(call_control_id, event)
+        process.store.queues._handle = handle
+        return process
+
+    workers = [stall_on_poison(processes(name)) for name in ("a", "b", "c", "d")]
+    with watching_logs(logging.ERROR) as records:
+        workers[0].accept("v3:poison", 0)
+        workers[0].accept("v3:poison", 1)
+        assert wait_until(lambda: ran(processes.log, "v3:poison") == [1], 15), processes.log
+    errors = [r.getMessage() for r in records.records if "v3:poison" in r.getMessage()]
+    assert errors == [f"call=v3:poison timer step dropped after {MAX_CLAIMS} claims: each process that ran it "
+                      "stopped before finishing"], errors
+    state = workers[0].store.calls.get("v3:poison")
+    assert [m.split(":")[1] for m in state.messages] == ["1"]
+    stalled.set()
