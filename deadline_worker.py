@@ -6,7 +6,9 @@ webhook is answered. Here each connection is a greenlet, a few KiB each, so thou
 and none waits for ever:
 
 - the request line and headers must arrive within `keepalive` seconds of the connection opening or of the
-  previous answer (gunicorn's gevent worker already bounds that wait; gunicorn.conf.py sets it);
+  previous answer (gunicorn's gevent worker already bounds that wait; gunicorn.conf.py sets it). On
+  SIGTERM those waits end at once, and the connections close: an idle kept-alive connection must not hold
+  a stopping worker for `keepalive` seconds that belong to the drain of queued call work (gunicorn.conf.py);
 - the body must arrive within BODY_DEADLINE_S of the headers. It is read whole here, before the app sees
   the request, so the app never waits on a socket: a client too slow gets 408 and the connection closes.
 
@@ -30,6 +32,8 @@ BODY_DEADLINE_S = 5.0
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # File descriptors kept free beyond the connections: the listening socket, logs, Redis, Telnyx, the model.
 SPARE_DESCRIPTORS = 256
+# A connection accepted after SIGTERM, before the listening socket closes, gets this long for its request.
+STOPPING_WAIT_S = 1.0
 
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -37,6 +41,23 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 class DeadlineWorker(GeventWorker):
     """gunicorn's gevent worker, reading each request body whole under a deadline before the app runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._waiting: dict[gevent.Greenlet, gevent.Timeout] = {}  # connections waiting for a request head
+
+    def timeout_ctx(self):
+        seconds = self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOPPING_WAIT_S)
+        return _WaitForRequest(self._waiting, seconds)
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        gevent.spawn(self._end_waits)  # not in the signal handler itself
+
+    def _end_waits(self) -> None:
+        """Every connection waiting for a request head times out now (quietly: its own Timeout is raised)."""
+        for greenlet, timeout in list(self._waiting.items()):
+            greenlet.kill(timeout, block=False)
 
     def init_process(self) -> None:
         raise_open_files_limit(self.cfg.worker_connections + SPARE_DESCRIPTORS, self.log)
@@ -68,6 +89,22 @@ class DeadlineWorker(GeventWorker):
             req.must_close = True  # perhaps more behind: the app answers 413 and the rest is never read
         req.body = io.BytesIO(body)
         return True
+
+
+class _WaitForRequest:
+    """gevent.Timeout(seconds, False) around reading a request head, listed while it waits so SIGTERM can end it."""
+
+    def __init__(self, waiting: dict, seconds: float):
+        self.waiting, self.timeout = waiting, gevent.Timeout(seconds, False)
+
+    def __enter__(self) -> _WaitForRequest:
+        self.waiting[gevent.getcurrent()] = self.timeout
+        self.timeout.start()
+        return self
+
+    def __exit__(self, kind, value, traceback) -> bool | None:
+        self.waiting.pop(gevent.getcurrent(), None)
+        return self.timeout.__exit__(kind, value, traceback)
 
 
 def body_limit(app) -> int:

@@ -31,8 +31,9 @@ accesslog = None
 # No control socket: it lives at one fixed path per user, which clashes when several instances run.
 control_socket_disable = True
 
-# Kept back from graceful_timeout: about 2 s while gunicorn lets kept-alive connections finish, the
-# rest for a reply already running when the drain gives up. The master SIGKILLs at graceful_timeout.
+# Kept back from graceful_timeout: about 2 s while the worker notices the signal and lets requests in progress
+# finish (it looks once a second; idle connections close at once, deadline_worker.py), the rest for a reply
+# already running when the drain gives up. The master SIGKILLs at graceful_timeout.
 DRAIN_MARGIN_S = 5.0
 
 

@@ -59,3 +59,19 @@ def test_after_sigterm_a_new_connection_gets_no_http_answer_and_an_open_one_gets
     assert exit_code == 0
     record("SIGTERM: a new connection once the worker stops", len(results), sum(r in ("reset", "refused")
            for r in results), f"no HTTP answer ({', '.join(results)}); Telnyx delivers the webhook again")
+
+
+def test_on_sigterm_an_idle_kept_alive_connection_is_closed_at_once_not_after_keepalive():
+    """It must not hold the stopping worker for `keepalive` seconds that belong to the drain (gunicorn.conf.py)."""
+    with Network(NetworkOptions(speed=0.05)) as network, start_service(network.service_env()) as service:
+        port = int(service.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: receptionist\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            stopped_at = time.monotonic()
+            service.process.send_signal(signal.SIGTERM)
+            closed = sock.recv(4096)
+            closed_after_s = time.monotonic() - stopped_at
+        exit_code = service.process.wait(30)
+    assert closed == b"" and closed_after_s < 1.0, (closed, closed_after_s)
+    assert exit_code == 0
