@@ -1,6 +1,7 @@
 """Whatever thinks of an answer: the seam (`protocol`), the offline intent matcher (`intent`), the LLM (`llm`)."""
 
 from brains.protocol import (
+    INTERRUPTED_MARK,
     Action,
     Brain,
     BrainError,
@@ -20,6 +21,7 @@ __all__ = [
     "BrainError",
     "BrainReply",
     "Decision",
+    "INTERRUPTED_MARK",
     "Finished",
     "ReplyPart",
     "ReplyStream",

@@ -41,6 +41,9 @@ class Sentence:
     text: str
 
 
+# Ends what the history keeps of a reply the caller cut off: they heard what comes before it.
+INTERRUPTED_MARK = "[interrupted]"
+
 StreamedAction = Literal["transfer", "end", "take_message", "not_sure"]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import openai
 
-from brains import BrainError, Decision, Finished, ReplyPart, Sentence, Turn
+from brains import INTERRUPTED_MARK, BrainError, Decision, Finished, ReplyPart, Sentence, Turn
 from brains.llm import RETRY_PAUSE_S, LLMBrain, build_messages, describe, retryable, system_prompt
 from config import Settings
 from sentences import SentenceSplitter
@@ -38,17 +38,16 @@ MAX_REPLY_S = 30.0  # a whole reply, however steadily it trickles
 MAX_TOKENS = 400  # a spoken reply is a few sentences; this bounds the cost of a model that rambles
 TOOLS_REFUSED = frozenset({400, 404, 422})  # what a server without function calling answers to `tools`
 
-TOOL_GUIDE = """\
+TOOL_GUIDE = f"""\
 Speak to the caller in plain text. When you decide something, also call one of the tools:
 - transfer: put the caller through to one of the departments above (say so first).
 - end_call: the caller has what they need and is saying goodbye (say goodbye first).
 - take_message: the caller wants to leave a message for someone.
 - not_sure: you do not understand the request or cannot answer it.
 Otherwise call no tool: the caller is listening for your answer.
-If your previous reply ends with "[interrupted]", the caller cut you off there and heard nothing after it."""
+A reply of yours ending in "{INTERRUPTED_MARK}" was cut off there by the caller: they heard nothing after it."""
 
 DECISIONS = {"transfer": "transfer", "end_call": "end", "take_message": "take_message", "not_sure": "not_sure"}
-INTERRUPTED = "[interrupted]"
 
 
 def tools(settings: Settings) -> list[dict[str, Any]]:
