@@ -166,12 +166,16 @@ class _Script:
 
     def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> Any:
         with self.lock:
-            self.requests.append(body)
-            self.headers.append(headers)
-            self.lock.notify_all()
+            self.record(body, headers)
             if self.queue:
                 return self.queue.popleft()
         return self._default_behaviour()
+
+    def record(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+        with self.lock:
+            self.requests.append(body)
+            self.headers.append(headers)
+            self.lock.notify_all()
 
     def _default_behaviour(self) -> Any:
         delay = self.default_delay_s
@@ -223,9 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request"}})
         headers = {k.lower(): v for k, v in self.headers.items()}
         script = self.server.script
+        if body.get("tools") and not script.tools:  # refused before it takes a scripted behaviour
+            script.record(body, headers)
+            return self._send_status(Status(400, "tools are not supported by this model"))
         behaviour = script.next_behaviour(body, headers)
-        if body.get("tools") and not script.tools:
-            behaviour = Status(400, "tools are not supported by this model")
         try:
             if body.get("stream") is True and not isinstance(behaviour, int | Status | Hang | Disconnect):
                 self._stream(behaviour, body)
