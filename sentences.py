@@ -4,10 +4,12 @@ Text arrives in small pieces (a model's tokens). `SentenceSplitter.feed` returns
 text so far completes; `flush` returns what is left when the reply ends. A sentence ends at ".", "!", "?"
 or an ellipsis followed by a space (closing quotes and brackets stay with it), except where a receptionist's
 text uses a dot that ends nothing: titles ("Dr. Patel", "St. Louis"), "e.g.", times ("9 a.m. to 5 p.m."),
-prices and numbers ("$45.50", "2.5"). After an initialism or an ellipsis the next word decides: a capital
-starts a new sentence, a small letter carries on. A first sentence too long to wait for is cut at a clause
-boundary (a comma, semicolon, colon or dash) once it has `clause_words` words, or at a word boundary once
-it has `max_words`; a reply with no punctuation at all is therefore spoken in pieces, never held to its end.
+prices and numbers ("$45.50", "2.5"). A mark that ends the text so far and can only end a sentence ("!",
+"?", a dot after a plain word) ends it at once, without waiting for the next token. After an initialism or
+an ellipsis the next word decides: a capital starts a new sentence, a small letter carries on. A first
+sentence too long to wait for is cut at a clause boundary (a comma, semicolon, colon or dash) once it has
+`clause_words` words, or at a word boundary once it has `max_words`; a reply with no punctuation at all is
+therefore spoken in pieces, never held to its end.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ CLAUSE_WORDS = 12  # a first sentence this long is cut at its last clause bounda
 MAX_WORDS = 25  # ...and one this long with no boundary at the last whole word
 
 _END = re.compile(r"(\.{3}|…|[.!?])+[\"'”’)\]]*(?=\s)")
+_EAGER = re.compile(r"(?:[!?]|[^\W\d_]{2}\.)$")  # "?" or a dot after a word of letters, at the very end
+_STRAYS = ".…\"'”’)] \t\n"
 _CLAUSE = re.compile(r"[,;:](?=\s)|\s[-–—](?=\s)")
 _WORD_BEFORE = re.compile(r"(\S+?)$")
 
@@ -35,10 +39,14 @@ class SentenceSplitter:
         self.clause_words, self.max_words = clause_words, max_words
         self._buffer = ""
         self._emitted = 0
+        self._strays = False
 
     def feed(self, text: str) -> list[str]:
         """The sentences completed by `text` (possibly none), in order, stripped."""
         self._buffer += text
+        if self._strays:  # after a sentence ended at once: a closing quote or the rest of an ellipsis
+            self._buffer = self._buffer.lstrip(_STRAYS)
+            self._strays = not self._buffer
         out = []
         while True:
             cut = self._next_cut()
@@ -69,7 +77,28 @@ class SentenceSplitter:
                 return None  # cannot tell yet: wait for the next word
             if verdict:
                 return match.end()
+        eager = self._eager_cut()
+        if eager is not None:
+            return eager
         return self._long_cut() if self._emitted == 0 else None
+
+    def _eager_cut(self) -> int | None:
+        """A sentence mark that ends the text so far and cannot be anything else ends the sentence now.
+
+        "!" and "?" always end one; "." does after a plain word ("nine.", not "Dr.", "p.m.", "45."). Waiting for
+        the space that follows would cost one more token (25 ms at 40 tokens/s) on every sentence. Should the
+        next token turn out to close a quote or continue an ellipsis, those marks are dropped: nothing a voice
+        would say is lost.
+        """
+        if not _EAGER.search(self._buffer):
+            return None
+        if self._buffer.endswith("."):
+            word = _WORD_BEFORE.search(self._buffer[:-1])
+            before = word.group(1).lower().lstrip("\"'“‘([") if word else ""
+            if not before.isalpha() or before in TITLES or before in AMBIGUOUS or _initialism(before):
+                return None
+        self._strays = True
+        return len(self._buffer)
 
     def _ends_sentence(self, match: re.Match) -> bool | None:
         """True, False, or None when the next word (not yet written) decides."""
