@@ -36,10 +36,11 @@ five characters of a longer one, with its leading space); a `Tool` part is one t
 chunks (name, then arguments); `Stall(seconds)` pauses; `Raw(text)` sends a line as it is (a malformed
 chunk); `BREAK` closes the connection there. A streamed request whose behaviour is a JSON answer (a dict
 such as `DEFAULT_REPLY`) gets its "reply" as text and its action as a tool call, at the fake's
-`ttft_s`/`tokens_per_s`. Usage (the output token count) comes last when the request asks for it. While
-streaming, the fake watches its socket: a client that closes the connection is recorded in `hung_up`
-(with the time, `hung_up_at`). `FakeOpenAI(tools=False)` answers 400 to any request carrying `tools`, like
-a server without function calling.
+`ttft_s`/`tokens_per_s` (and a paced fake answers a request that does not stream after the time it would
+take to stream the same text: only its "reply" counts, the JSON around it is free). Usage (the output
+token count) comes last when the request asks for it. While streaming, the fake watches its socket: a
+client that closes the connection is recorded in `hung_up` (with the time, `hung_up_at`).
+`FakeOpenAI(tools=False)` answers 400 to any request carrying `tools`, like a server without function calling.
 """
 
 from __future__ import annotations
@@ -234,10 +235,19 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if body.get("stream") is True and not isinstance(behaviour, int | Status | Hang | Disconnect):
                 self._stream(behaviour, body)
-            else:
+            elif self._written(behaviour):
                 self._behave(behaviour, str(body.get("model", "fake-model")))
         except (BrokenPipeError, ConnectionResetError):
             log.debug("fake openai: client went away")
+
+    def _written(self, behaviour: Any) -> bool:
+        """A paced fake takes as long to write a whole answer as to stream its text; False if the client left."""
+        script = self.server.script
+        if not (script.ttft_s or script.tokens_per_s) or not isinstance(behaviour, dict | str):
+            return True
+        text = behaviour.get("reply") if isinstance(behaviour, dict) else behaviour
+        tokens = len(_TOKEN.findall(text if isinstance(text, str) else _content(behaviour)))
+        return not self._wait(script.ttft_s + (tokens / script.tokens_per_s if script.tokens_per_s else 0))
 
     # ------------------------------------------------------------ streaming
 
