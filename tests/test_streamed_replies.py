@@ -35,7 +35,7 @@ def model():
 
 
 @pytest.fixture
-def make_service(raw_config, model):
+def make_service(raw_config, model, store_env):
     """A receptionist with the streaming LLM brain against `model`, the recording Call Control fake, manual timers."""
     made = []
 
@@ -43,7 +43,7 @@ def make_service(raw_config, model):
         raw = copy.deepcopy(raw_config)
         raw["webhook"]["verify_signatures"] = False
         raw["ai"].update({"stream": True, "timeout_s": TIMEOUT_S, "stall_timeout_s": STALL_S, **ai})
-        settings = build_settings(raw, {"OPENAI_BASE_URL": server.base_url})
+        settings = build_settings(raw, {"OPENAI_BASE_URL": server.base_url, **store_env})
         telnyx = RecordingTelnyx()
         made.append(Receptionist(settings, telnyx, StreamingLLMBrain(settings), scheduler=ManualScheduler()))
         return made[-1], telnyx
@@ -140,6 +140,7 @@ def test_command_ids_are_the_same_when_the_same_reply_is_replayed(make_service, 
 # ---------------------------------------------------------------- decisions (tool calls)
 
 
+@pytest.mark.both_stores
 def test_a_transfer_waits_for_the_last_queued_sentence(service, model, settings):
     receptionist, telnyx = service
     greeted(receptionist)
@@ -238,6 +239,7 @@ def test_a_server_without_tools_still_speaks_and_says_so_once(make_service, capl
 # ---------------------------------------------------------------- barge-in
 
 
+@pytest.mark.both_stores
 def test_barge_in_stops_playback_closes_the_stream_and_keeps_only_what_was_heard(service, model):
     receptionist, telnyx = service
     greeted(receptionist)
@@ -307,6 +309,7 @@ def test_a_stall_before_the_first_sentence_gets_the_fallback_at_the_deadline(ser
     assert model.wait_for_hang_up(0, timeout_s=1)
 
 
+@pytest.mark.both_stores
 @pytest.mark.parametrize("cut", [Stall(3.0), BREAK, Raw("data: {not json")], ids=["stall", "break", "malformed"])
 def test_a_stream_cut_short_after_the_first_sentence_ends_with_the_reprompt(service, model, cut):
     receptionist, telnyx = service
