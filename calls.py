@@ -52,6 +52,7 @@ class TurnRecord:
     sentences: int = 0  # sentences of a streamed reply sent as speaks
     output_tokens: int | None = None  # as the model server counted them, when it did
     barged_in: bool = False  # the caller spoke over this turn's reply
+    event_id: str = ""  # the transcript webhook's id: that webhook arriving again must not stop its own reply
 
 
 @dataclass

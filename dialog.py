@@ -202,7 +202,8 @@ def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list
     if data.get("is_final") is not True:
         return []
     barge_in = interrupt(state)
-    turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at)
+    turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at,
+                      event_id=event.event_id)
     state.turns.append(turn)
     return barge_in + caller_turn(state, turn, policy)
 

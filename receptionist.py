@@ -75,7 +75,7 @@ class Receptionist:
             log.info("call=%s event=%s duplicate id, dropped", event.call_control_id, event.event_type)
             return False
         if item is event and cuts_reply(event):
-            self.runners.stop_reply(key)  # now, not when the call's worker, busy with that reply, gets here
+            self.runners.stop_reply(key, event.event_id)  # now, not when the worker busy with that reply gets here
         return True
 
     def _route(self, event: CallEvent) -> tuple[str, QueuedEvent]:

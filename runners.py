@@ -83,7 +83,8 @@ class Runners:
         self.ring_timeout_s = settings.transfer.ring_timeout_s
         self.redact = settings.call_log.redact_transcripts
         self.call_log = CallLog(settings.call_log.path)
-        self._replies: dict[str, ReplyStream] = {}  # replies being streamed, by call (stop_reply)
+        # Replies being streamed, by call, with the id of the webhook they answer (stop_reply).
+        self._replies: dict[str, tuple[ReplyStream, str]] = {}
         self._replies_lock = threading.Lock()
         self._verbs: dict[type, Callable[[CallState, Any, str], bool]] = {
             Answer: self._answer,
@@ -171,8 +172,9 @@ class Runners:
             log.exception("call=%s brain crashed", call_control_id)
             yield BrainFailed(type(exc).__name__)
             return
+        cause = state.turns[-1].event_id if state.turns else ""
         with self._replies_lock:
-            self._replies[call_control_id] = reply
+            self._replies[call_control_id] = (reply, cause)
         try:
             with contextlib.closing(reply.parts()) as parts:
                 for part in parts:
@@ -184,14 +186,15 @@ class Runners:
             yield BrainFailed(type(exc).__name__)
         finally:
             with self._replies_lock:
-                if self._replies.get(call_control_id) is reply:
+                if self._replies.get(call_control_id, (None, ""))[0] is reply:
                     del self._replies[call_control_id]
 
-    def stop_reply(self, call_control_id: str) -> bool:
-        """Stop the call's reply being streamed, if there is one in this process (any thread); True if there was."""
+    def stop_reply(self, call_control_id: str, event_id: str) -> bool:
+        """Stop the call's reply being streamed in this process (any thread), unless it answers webhook `event_id`
+        (that webhook, which may be running already, or a redelivery of it); True when one was stopped."""
         with self._replies_lock:
-            reply = self._replies.get(call_control_id)
-        if reply is None:
+            reply, cause = self._replies.get(call_control_id, (None, ""))
+        if reply is None or cause == event_id:
             return False
         reply.stop()
         log.info("call=%s reply stopped while being written", call_control_id)

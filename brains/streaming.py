@@ -224,6 +224,9 @@ class StreamedReply:
                 if self._stopped.is_set():
                     break
                 self._queue.put(chunk)
+            else:
+                with self._lock:  # read to its end: the SDK has released the connection, which may be reused
+                    self._stream = None
             self._queue.put(_END)
         except BrainError as exc:
             self._queue.put(exc)
@@ -236,6 +239,7 @@ class StreamedReply:
                 self._close()
 
     def _close(self) -> None:
+        """Hang up a stream still being read (a stop, a stall, a reply abandoned); one read to its end is left be."""
         with self._lock:
             stream, self._stream = self._stream, None
         if stream is not None:

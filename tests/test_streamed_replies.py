@@ -267,6 +267,20 @@ def test_barge_in_stops_playback_closes_the_stream_and_keeps_only_what_was_heard
     assert turns[0]["barged_in"] is True and turns[0]["action"] == "stopped" and turns[0]["sentences"] == 2
 
 
+def test_the_transcript_a_reply_answers_never_stops_it(service, model):
+    """The worker may start the reply before the request thread that accepted its transcript checks whether that
+    transcript cuts a reply short (Receptionist.accept): the reply it caused, or a redelivery of it, is not cut."""
+    receptionist, telnyx = service
+    greeted(receptionist)
+    model.enqueue(Stream(REPLY, ttft_s=0.05, tokens_per_s=20))
+    question = said("when can I see the doctor")
+    receptionist.accept(question)
+    telnyx.wait_for(len(telnyx.commands) + 1)
+    assert receptionist.runners.stop_reply(CALL, question.event_id) is False
+    assert receptionist.queues.wait_idle(5)
+    assert [s.body["payload"] for s in speaks(telnyx)[1:]] == SENTENCES and model.hung_up == []
+
+
 def test_barge_in_before_the_first_sentence_drops_the_reply_without_a_fallback(service, model):
     receptionist, telnyx = service
     greeted(receptionist)
