@@ -95,8 +95,10 @@ class StreamingLLMBrain(LLMBrain):
             try:
                 return self._open_once(messages, deadline, use_tools)
             except openai.APIStatusError as exc:
-                if use_tools and exc.status_code in TOOLS_REFUSED and self._works_without_tools(messages, deadline):
-                    return self._open_once(messages, deadline, False)
+                refused = use_tools and exc.status_code in TOOLS_REFUSED
+                stream = self._without_tools(messages, deadline) if refused else None
+                if stream is not None:
+                    return stream
                 failure: openai.OpenAIError = exc
             except openai.OpenAIError as exc:
                 failure = exc
@@ -106,16 +108,16 @@ class StreamingLLMBrain(LLMBrain):
             attempt += 1
             time.sleep(RETRY_PAUSE_S)
 
-    def _works_without_tools(self, messages: list[dict[str, str]], deadline: float) -> bool:
+    def _without_tools(self, messages: list[dict[str, str]], deadline: float) -> openai.Stream | None:
         """Ask once without tools; when that is accepted, tools stay off for this brain (logged once)."""
         try:
-            self._open_once(messages, deadline, False).close()
+            stream = self._open_once(messages, deadline, False)
         except openai.OpenAIError:
-            return False
+            return None
         if not self._tools_refused:
             self._tools_refused = True
             log.warning("llm: the model server refuses tools; replies are spoken, decisions left to the dialog")
-        return True
+        return stream
 
     def _open_once(self, messages: list[dict[str, str]], deadline: float, use_tools: bool) -> openai.Stream:
         remaining = deadline - time.monotonic()
