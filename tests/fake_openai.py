@@ -164,19 +164,24 @@ class _Script:
     ttft_s: float = 0.0
     tokens_per_s: float = 0.0
     hung_up: dict[int, float] = field(default_factory=dict)
+    timelines: dict[int, list[float]] = field(default_factory=dict)  # arrival, then each text token (or answer) sent
 
-    def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        """The request's index and what to do with it."""
         with self.lock:
-            self.record(body, headers)
+            index = self.record(body, headers)
             if self.queue:
-                return self.queue.popleft()
-        return self._default_behaviour()
+                return index, self.queue.popleft()
+        return index, self._default_behaviour()
 
-    def record(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def record(self, body: dict[str, Any], headers: dict[str, str]) -> int:
         with self.lock:
+            index = len(self.requests)
+            self.timelines[index] = [time.monotonic()]
             self.requests.append(body)
             self.headers.append(headers)
             self.lock.notify_all()
+            return index
 
     def _default_behaviour(self) -> Any:
         delay = self.default_delay_s
@@ -231,12 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("tools") and not script.tools:  # refused before it takes a scripted behaviour
             script.record(body, headers)
             return self._send_status(Status(400, "tools are not supported by this model"))
-        behaviour = script.next_behaviour(body, headers)
+        self._index, behaviour = script.next_behaviour(body, headers)
+        with script.lock:
+            self._timeline = script.timelines[self._index]
         try:
             if body.get("stream") is True and not isinstance(behaviour, int | Status | Hang | Disconnect):
                 self._stream(behaviour, body)
             elif self._written(behaviour):
                 self._behave(behaviour, str(body.get("model", "fake-model")))
+                self._timeline.append(time.monotonic())
         except (BrokenPipeError, ConnectionResetError):
             log.debug("fake openai: client went away")
 
@@ -252,9 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ streaming
 
     def _stream(self, behaviour: Any, body: dict[str, Any]) -> None:
-        script = self.server.script
-        with script.lock:
-            index = len(script.requests) - 1
+        script, index = self.server.script, self._index
         while isinstance(behaviour, Delay):
             if self._wait(behaviour.seconds):
                 return self._note_hang_up(index)
@@ -282,7 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = lines if lines is not None else [chunk.content(token) for token in _TOKEN.findall(part)]
             for piece in pieces:
                 output_tokens += 1
-                if not self._send_event(piece) or (rate and self._wait(1 / rate)):
+                if not self._send_event(piece):
+                    return self._note_hang_up(index)
+                if lines is None:
+                    self._timeline.append(time.monotonic())
+                if rate and self._wait(1 / rate):
                     return self._note_hang_up(index)
         final = [chunk.finish()]
         if (body.get("stream_options") or {}).get("include_usage"):
@@ -534,6 +544,11 @@ class FakeOpenAI:
         with self._script.lock:
             return self._script.hung_up.get(index)
 
+    def timeline(self, index: int) -> list[float]:
+        """When request `index` arrived, then when each text token of its stream (or its whole answer) was sent."""
+        with self._script.lock:
+            return list(self._script.timelines.get(index, []))
+
     def wait_for_hang_up(self, index: int, timeout_s: float = 5.0) -> float:
         """Block until the client of request `index` hung up; TimeoutError otherwise. Returns when it did."""
         with self._script.lock:
@@ -554,3 +569,4 @@ class FakeOpenAI:
             self._script.requests.clear()
             self._script.headers.clear()
             self._script.hung_up.clear()
+            self._script.timelines.clear()

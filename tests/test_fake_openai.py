@@ -101,6 +101,9 @@ def test_fake_streams_at_the_set_pace():
     assert tool[0]["choices"][0]["delta"]["tool_calls"][0]["function"]["name"] == "end_call"
     assert events[-2][1]["usage"]["completion_tokens"] == len(words) + 2  # text tokens and two tool chunks
     assert events[-3][1]["choices"][0]["finish_reason"] == "tool_calls" and events[-1][1] == "[DONE]"
+    timeline = paced.timeline(0)  # arrival, then each text token sent: what the first-audio bench measures against
+    assert len(timeline) == 1 + len(words)
+    assert timeline[1] - timeline[0] == pytest.approx(0.3, abs=0.05)
 
 
 def test_fake_streams_a_json_answer_as_text_and_a_tool_call(fake_model):
