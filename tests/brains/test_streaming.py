@@ -9,7 +9,7 @@ import pytest
 
 from brains import BrainError, Decision, Finished, Sentence
 from brains.llm import OUTPUT_FORMAT
-from brains.streaming import TOOL_GUIDE, StreamingLLMBrain
+from brains.streaming import TOOL_GUIDE, StreamingLLMBrain, sse_data
 from config import build_settings
 from fake_openai import HANG, Delay, Raw, Status, Stream, Tool
 
@@ -121,3 +121,15 @@ def test_stop_from_another_thread_ends_the_parts_and_the_connection(fake_model, 
     assert got[:2] == [Sentence("One."), Sentence("Two.")] and len(got) == 3
     assert got[2].ending == "stopped" and got[2].unspoken < len(" Three.")  # what came after "Two." is dropped
     assert fake_model.wait_for_hang_up(0, timeout_s=1) - stopped < 0.1
+
+
+def test_server_sent_events_are_read_as_the_protocol_says():
+    lines = [": a comment", "data: {\"a\":", "data: 1}", "", "event: ignored", "data: {\"b\": 2}", "", "",
+             "data: [DONE]", "", "data: {\"after\": true}", ""]
+    assert list(sse_data(iter(lines))) == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.parametrize("line", ['data: {"error": {"message": "overloaded"}}', "data: [1, 2]", "data: {nope"])
+def test_an_error_event_or_a_chunk_that_is_not_an_object_breaks_the_stream(line):
+    with pytest.raises(ValueError):
+        list(sse_data(iter([line, ""])))
