@@ -5,9 +5,10 @@ a named department, end the call, take a message, or "not sure". A server that s
 (HTTP 400/404/422 to a request carrying them) is asked again without them; when that works, tools stay off
 for this brain (logged once) and the dialog's own rules decide.
 
-The stream is read on a thread of its own into a queue, and `ReplyStream.parts` waits on that queue with
-the deadlines: `ai.timeout_s` for the first sentence (BrainError after it: the dialog's fallback), then
-`ai.stall_timeout_s` for each next piece and `MAX_REPLY_S` for the whole reply (Finished("stalled")).
+The stream is read on a thread of its own, which queues sentences and decisions as they complete, and
+`StreamedReply.parts` waits on that queue with the deadlines: `ai.timeout_s` for the first sentence
+(BrainError after it: the dialog's fallback), then `ai.stall_timeout_s` for each next sentence and
+`MAX_REPLY_S` for the whole reply (Finished("stalled")).
 `stop()` (a barge-in, from the webhook's request thread) ends `parts` at once and closes the connection, so
 the model stops writing, and billing, that reply.
 """
@@ -148,8 +149,36 @@ class _ToolCall:
 
 
 @dataclass
+class _Reading:
+    """What the chunks read so far make: sentences and decisions, the token count, whether the model finished."""
+
+    splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
+    calls: dict[int, _ToolCall] = field(default_factory=dict)
+    tokens: int | None = None
+    finished: bool = False
+    given: int = 0  # tool calls already given as decisions
+
+    def parts_of(self, chunk: dict[str, Any]) -> list[ReplyPart]:
+        text, tool_deltas, usage, done_writing = _read_chunk(chunk)
+        self.tokens = usage if usage is not None else self.tokens
+        self.finished = self.finished or done_writing
+        for delta in tool_deltas:
+            _merge(self.calls, delta)
+        done = len(self.calls) - 1 if tool_deltas else len(self.calls) if text else self.given
+        parts: list[ReplyPart] = list(_decisions(self.calls, self.given, done))  # complete once something follows
+        self.given = max(self.given, done)
+        return parts + [Sentence(sentence) for sentence in self.splitter.feed(text)]
+
+    def last_parts(self) -> list[ReplyPart]:
+        rest = self.splitter.flush()
+        return [*([Sentence(rest)] if rest else []), *_decisions(self.calls, self.given, len(self.calls))]
+
+
+@dataclass
 class StreamedReply:
-    """One reply being written: a reader thread fills a queue, `parts` turns it into sentences and decisions."""
+    """One reply being written. A reader thread reads the stream and queues its sentences and decisions as they
+    complete; `parts`, on the call's worker, waits for them under the deadlines, waking once per part, not once
+    per token (many threads waking per token cost real latency at a few hundred calls)."""
 
     brain: StreamingLLMBrain
     messages: list[dict[str, str]]
@@ -159,6 +188,7 @@ class StreamedReply:
     _stopped: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stream: Any = None
+    _reading: _Reading = field(default_factory=_Reading)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -167,45 +197,29 @@ class StreamedReply:
 
     def parts(self) -> Iterator[ReplyPart]:
         threading.Thread(target=self._read, name="llm-stream", daemon=True).start()
-        splitter, calls, tokens, finished = SentenceSplitter(), {}, None, False
-        spoken, given = False, 0  # a sentence was given; how many tool calls were given as decisions
+        reading, spoken, anything = self._reading, False, False
         end_by = min(self.first_deadline + MAX_REPLY_S, time.monotonic() + MAX_REPLY_S)
         try:
             while True:
                 wait = self.first_deadline - time.monotonic() if not spoken else self.stall_s
                 item = self._next(min(wait, end_by - time.monotonic()))
                 if item is _STOP:
-                    yield Finished("stopped", tokens, len(splitter.flush()))
+                    yield Finished("stopped", reading.tokens, len(reading.splitter.pending))
                     return
-                if item is _END and not finished:  # the connection closed before the model said it was done
-                    item = BrainError("model stream ended early")
                 if item is None or isinstance(item, Exception):
                     if not spoken:
                         raise _failure(item)
                     ending = "stalled" if item is None else "broken"
-                    log.warning("llm stream %s after the first sentence: %s", ending, item or "no data in time")
-                    yield Finished(ending, tokens, len(splitter.flush()))
+                    log.warning("llm stream %s after the first sentence: %s", ending, item or "nothing in time")
+                    yield Finished(ending, reading.tokens, len(reading.splitter.pending))
                     return
                 if item is _END:
-                    rest = splitter.flush()
-                    if rest:
-                        yield Sentence(rest)
-                    yield from _decisions(calls, given, len(calls))
-                    if not (spoken or rest or calls):
+                    if not anything:
                         raise BrainError("model returned no content")
-                    yield Finished("complete", tokens)
+                    yield Finished("complete", reading.tokens)
                     return
-                text, tool_deltas, usage, done_writing = _read_chunk(item)
-                tokens = usage if usage is not None else tokens
-                finished = finished or done_writing
-                for delta in tool_deltas:
-                    _merge(calls, delta)
-                done = len(calls) - 1 if tool_deltas else len(calls) if text else given
-                yield from _decisions(calls, given, done)  # a call is complete once something follows it
-                given = max(given, done)
-                for sentence in splitter.feed(text):
-                    spoken = True
-                    yield Sentence(sentence)
+                spoken, anything = spoken or isinstance(item, Sentence), True
+                yield item
         finally:
             self._stopped.set()
             self._close()
@@ -226,12 +240,16 @@ class StreamedReply:
                 return self._close()
             for chunk in sse_data(stream.iter_lines()):
                 if self._stopped.is_set():
-                    break
-                self._queue.put(chunk)
-            else:
-                with self._lock:  # read to its end: closed gently, so that the connection may be reused
-                    self._stream = None
-                stream.close()
+                    return
+                for part in self._reading.parts_of(chunk):
+                    self._queue.put(part)
+            with self._lock:  # read to its end: closed gently, so that the connection may be reused
+                self._stream = None
+            stream.close()
+            if not self._reading.finished:  # the connection closed before the model said it was done
+                raise BrainError("model stream ended early")
+            for part in self._reading.last_parts():
+                self._queue.put(part)
             self._queue.put(_END)
         except BrainError as exc:
             self._queue.put(exc)
