@@ -52,7 +52,7 @@ TARGET_MS = 500
 def load(concurrency: int, quick: bool) -> calls.CallLoad:
     """Few turns per call (the first speak is what is measured), playback at 2x so that a run takes a minute."""
     if concurrency == 1:
-        return calls.CallLoad(concurrency=1, calls=3 if quick else 6, turns=3, speed=0.2, ramp_s=0.0)
+        return calls.CallLoad(concurrency=1, calls=3 if quick else 4, turns=3, speed=0.2, ramp_s=0.0)
     return calls.CallLoad(concurrency=concurrency, calls=concurrency, turns=2, speed=0.5,
                           ramp_s=min(10.0, concurrency / 20), max_duration_s=120.0)
 
