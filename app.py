@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from brains import Brain
 from brains.intent import IntentBrain
 from brains.llm import LLMBrain
+from brains.streaming import StreamingLLMBrain
 from config import Settings, build_settings, load_settings
 from events import BadEvent, parse_event
 from receptionist import Receptionist, ServiceStopping
@@ -146,6 +147,6 @@ def build_brain(settings: Settings) -> Brain:
     """LLMBrain when OPENAI_API_KEY or OPENAI_BASE_URL is set and ai.enabled, otherwise IntentBrain."""
     if settings.secrets.llm_configured and settings.ai.enabled:
         log.info("brain: LLM (model=%s)", settings.ai.model)
-        return LLMBrain(settings)
+        return StreamingLLMBrain(settings) if settings.ai.stream else LLMBrain(settings)
     log.info("brain: offline intent matcher (LLM needs ai.enabled and OPENAI_API_KEY or OPENAI_BASE_URL)")
     return IntentBrain(settings)

@@ -35,17 +35,25 @@ def build_record(state: CallState, ended_at: float, redact: bool = True) -> dict
 
 
 def _turn(turn: TurnRecord, clean) -> dict[str, Any]:
-    latency = None
-    if turn.responded_at is not None and turn.received_at:
-        latency = round((turn.responded_at - turn.received_at) * 1000, 1)
     return {
         "transcript": clean(turn.transcript),
         "asr_confidence": turn.asr_confidence,
         "brain_confidence": turn.brain_confidence,
         "action": turn.action,
         "reply": _maybe(clean, turn.reply),
-        "response_ms": latency,
+        "response_ms": _since(turn, turn.responded_at),
+        "last_speak_ms": _since(turn, turn.last_spoke_at),
+        "sentences": turn.sentences,
+        "output_tokens": turn.output_tokens,
+        "barged_in": turn.barged_in,
     }
+
+
+def _since(turn: TurnRecord, moment: float | None) -> float | None:
+    """Milliseconds from the caller's final transcript to `moment`."""
+    if moment is None or not turn.received_at:
+        return None
+    return round((moment - turn.received_at) * 1000, 1)
 
 
 def _maybe(clean, text: str | None) -> str | None:

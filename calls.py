@@ -47,7 +47,12 @@ class TurnRecord:
     brain_confidence: float | None = None
     action: str | None = None
     reply: str | None = None
-    responded_at: float | None = None
+    responded_at: float | None = None  # when the first speak after the transcript went out
+    last_spoke_at: float | None = None  # ...and the last
+    sentences: int = 0  # sentences of a streamed reply sent as speaks
+    output_tokens: int | None = None  # as the model server counted them, when it did
+    barged_in: bool = False  # the caller spoke over this turn's reply
+    event_id: str = ""  # the transcript webhook's id: that webhook arriving again must not stop its own reply
 
 
 @dataclass
@@ -76,6 +81,12 @@ class CallState:
     turns: list[TurnRecord] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     last_event_at: float = 0.0
+    # The streamed reply being spoken (dialog.on_brain_streamed): its sentences, the number of its first
+    # speech, and the decision the model made while writing it, applied once it is written.
+    reply_sentences: list[str] = field(default_factory=list)
+    reply_first_speech: int = 0
+    reply_action: str | None = None
+    reply_department: str | None = None
 
 
 # ---------------------------------------------------------------- many calls

@@ -211,6 +211,8 @@ class AiConfig(Section):
     canary_percent: Annotated[StrictFloat, _between(0, 100)] = 100.0
     model: Line
     timeout_s: Annotated[StrictFloat, _between(0.5, 60)] = 8.0
+    stream: StrictBool = False
+    stall_timeout_s: Annotated[StrictFloat, _between(0.2, 30)] = 3.0
     max_retries: Annotated[StrictInt, _between(0, 1)] = 1
     max_history_turns: Annotated[StrictInt, _between(0, 100)] = 12
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from brains import Turn
+from brains import INTERRUPTED_MARK, Decision, Finished, Sentence, Turn
 from calls import LISTENING, CallState, Phase, TurnRecord
 from commands import (
     Answer,
@@ -29,7 +29,17 @@ from commands import (
     Transfer,
 )
 from config import Settings
-from events import BrainFailed, BrainReplied, CallEvent, CallExpired, CommandFailed, Event, LegEvent, TimerFired
+from events import (
+    BrainFailed,
+    BrainReplied,
+    BrainStreamed,
+    CallEvent,
+    CallExpired,
+    CommandFailed,
+    Event,
+    LegEvent,
+    TimerFired,
+)
 
 CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
 SPEECH_GUARD_S = 5.0  # added to that estimate: Telnyx's speech synthesis takes a moment to start
@@ -173,6 +183,7 @@ def speech_ended(state: CallState, policy: Policy) -> list[Command]:
     state.speaking = max(0, state.speaking - 1)
     if state.speaking:
         return []
+    state.reply_sentences = []  # all heard
     if state.after_speech is not None:
         pending, state.after_speech = state.after_speech, None
         return [pending]
@@ -191,7 +202,8 @@ def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list
     if data.get("is_final") is not True:
         return []
     barge_in = interrupt(state)
-    turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at)
+    turn = TurnRecord(text[:MAX_TRANSCRIPT_CHARS], asr_confidence(data.get("confidence")), event.received_at,
+                      event_id=event.event_id)
     state.turns.append(turn)
     return barge_in + caller_turn(state, turn, policy)
 
@@ -295,6 +307,66 @@ def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> l
     return say(state, reply.reply)
 
 
+def on_brain_streamed(state: CallState, event: BrainStreamed, policy: Policy) -> list[Command]:
+    """A reply being written: speak each sentence as it comes; apply the model's decision once it is all written."""
+    part, turn = event.part, state.turns[-1] if state.turns else None
+    if isinstance(part, Sentence):
+        if state.phase is not Phase.CONVERSING or refused_transfer(state, policy):
+            return []  # the words may promise a department that policy refuses: the caller hears the announcement
+        if not state.reply_sentences:
+            state.reply_first_speech = state.last_speech + 1
+        state.reply_sentences.append(part.text)
+        if turn is not None:
+            turn.sentences += 1
+        return say(state, part.text)
+    if isinstance(part, Decision):
+        if state.reply_action is None:  # the first decision counts: a model calling two tools is obeyed once
+            state.reply_action, state.reply_department = part.action, part.department
+        return []
+    return streamed_reply_end(state, part, turn, policy)
+
+
+def refused_transfer(state: CallState, policy: Policy) -> bool:
+    department = state.reply_department
+    return state.reply_action == "transfer" and department is not None and department not in policy.destinations
+
+
+def streamed_reply_end(state: CallState, end: Finished, turn: TurnRecord | None, policy: Policy) -> list[Command]:
+    """The whole reply is queued: keep it in the history, then do what the model decided, after the last sentence.
+
+    A reply cut short by the model (a stall, a broken stream) ends with the reprompt; one stopped by the
+    service (a barge-in, a hangup) ends with nothing: the event that stopped it does the rest.
+    """
+    action, department = state.reply_action or "continue", state.reply_department
+    state.reply_action = state.reply_department = None
+    spoken = " ".join(state.reply_sentences)
+    if turn is not None:
+        turn.output_tokens = end.output_tokens
+        turn.action = action if end.ending == "complete" else end.ending
+        turn.brain_confidence = 0.0 if action == "not_sure" else None
+    if spoken or end.ending == "stopped":
+        remember(state, spoken or INTERRUPTED_MARK, turn)
+    if end.ending == "stopped":
+        return []
+    if end.ending != "complete":
+        return say(state, policy.lines["reprompt"])
+    if action == "not_sure":
+        if spoken and state.low_confidence_streak + 1 < policy.max_low_confidence_turns:
+            state.low_confidence_streak += 1  # the model's own words asked again
+            return []
+        return low_confidence(state, policy, "model not sure")
+    state.low_confidence_streak = 0
+    if action == "transfer":
+        accepted = department is None or department in policy.destinations
+        return escalate(state, policy, "brain chose transfer", department, announce=not (accepted and spoken))
+    if action == "end":
+        goodbye = policy.lines["goodbye"]
+        return end_call(state, policy, "" if goodbye in spoken else goodbye, say_goodbye=False)
+    if action == "take_message":
+        return offer_message(state, policy, "brain chose to take a message", speak=not spoken)
+    return [] if spoken else say(state, policy.lines["reprompt"])
+
+
 def on_brain_failed(state: CallState, event: BrainFailed, policy: Policy) -> list[Command]:
     return escalate(state, policy, f"brain failed: {event.reason}", announcement=policy.lines["fallback"])
 
@@ -324,6 +396,7 @@ def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Comm
         return low_confidence(state, policy, "low speech recognition confidence")
     if len(state.turns) > policy.max_turns:
         return escalate(state, policy, "turn limit reached")
+    state.reply_sentences, state.reply_action, state.reply_department = [], None, None
     return [AskBrain(turn.transcript)]
 
 
@@ -340,6 +413,7 @@ def escalate(
     reason: str,
     department: str | None = None,
     announcement: str | None = None,
+    announce: bool = True,
 ) -> list[Command]:
     """Hand the caller to a configured human; never a number that did not come from the config."""
     state.escalation_reason = state.escalation_reason or reason
@@ -349,23 +423,32 @@ def escalate(
     state.transfer_attempted = True
     state.transfer_destination = name
     state.phase = Phase.TRANSFERRING
-    return _announce_then(state, policy, announcement, Transfer(policy.destinations[name], name))
+    transfer = Transfer(policy.destinations[name], name)
+    return _announce_then(state, policy, announcement, transfer) if announce else _after_speech(state, transfer)
 
 
 def _announce_then(state: CallState, policy: Policy, announcement: str | None, command: Command) -> list[Command]:
     """Speak, then run `command` once the speech has ended (or its guard timer fires, if the event is lost)."""
     text = announcement or policy.lines["transfer_announcement"]
+    speech = say(state, text)
+    return [*speech, *_after_speech(state, command, text)]
+
+
+def _after_speech(state: CallState, command: Command, text: str = "") -> list[Command]:
+    """Run `command` once every queued speech has ended: a streamed reply's sentences, then `text`."""
+    if not state.speaking:
+        return [command]
     state.after_speech = command
     state.speech_token += 1
-    guard = SPEECH_GUARD_S + len(text) / CHARS_PER_SECOND
-    return [*say(state, text), StartTimer("speech_guard", guard, state.speech_token)]
+    queued = len(text) + sum(len(sentence) for sentence in state.reply_sentences)
+    return [StartTimer("speech_guard", SPEECH_GUARD_S + queued / CHARS_PER_SECOND, state.speech_token)]
 
 
-def offer_message(state: CallState, policy: Policy, reason: str) -> list[Command]:
+def offer_message(state: CallState, policy: Policy, reason: str, speak: bool = True) -> list[Command]:
     state.escalation_reason = state.escalation_reason or reason
     state.transfer_attempted = True
     state.phase = Phase.TAKING_MESSAGE
-    return say(state, policy.lines["no_human_available"])
+    return say(state, policy.lines["no_human_available"]) if speak else []
 
 
 def end_call(state: CallState, policy: Policy, text: str, say_goodbye: bool = True) -> list[Command]:
@@ -375,7 +458,7 @@ def end_call(state: CallState, policy: Policy, text: str, say_goodbye: bool = Tr
         state.outcome = "hung_up_by_assistant"
     goodbye = policy.lines["goodbye"]
     words = f"{text} {goodbye}" if say_goodbye and goodbye not in text else text
-    return _announce_then(state, policy, words, Hangup())
+    return _announce_then(state, policy, words, Hangup()) if words else _after_speech(state, Hangup())
 
 
 def on_silence(state: CallState, policy: Policy) -> list[Command]:
@@ -399,10 +482,44 @@ def interrupt(state: CallState) -> list[Command]:
     """Barge-in: stop the assistant's speech; the ended events of what was stopped are then ignored."""
     if not state.speaking:
         return []
+    if state.turns:
+        state.turns[-1].barged_in = True
+    keep_heard(state)
     if not state.speech_echoed:
         state.stale_speech_ends += state.speaking  # their ends may come untagged: skip that many
     state.speaking = 0  # every speech so far is over: their tags no longer count (on_speak_ended)
     return [StopPlayback()]
+
+
+def keep_heard(state: CallState) -> None:
+    """Barge-in on a streamed reply: the history keeps only what the caller heard, marked as interrupted.
+
+    Speech plays in order, so the first speech not yet ended is the one the caller cut off: they heard the
+    sentences before it, and the start of it.
+    """
+    sentences, state.reply_sentences = state.reply_sentences, []
+    cut = state.last_speech - state.speaking + 1 - state.reply_first_speech  # index of the sentence cut off
+    if not sentences or cut >= len(sentences) or not state.history or state.history[-1].role != "assistant":
+        return
+    heard = sentences[: max(0, cut + 1)]
+    state.history[-1] = Turn("assistant", " ".join([*heard, INTERRUPTED_MARK]))
+
+
+def cuts_reply(event: CallEvent) -> bool:
+    """A webhook that makes a reply still being written moot: the caller spoke over it, pressed 0, or hung up.
+
+    Checked as the webhook arrives (Receptionist.accept), so the model's stream is closed at once rather than
+    when the call's worker, busy speaking that reply, comes to the event.
+    """
+    if event.event_type == "call.hangup":
+        return True
+    if event.event_type == "call.dtmf.received":
+        return event.payload.get("digit") == "0"
+    data = event.payload.get("transcription_data")
+    if event.event_type != "call.transcription" or not isinstance(data, dict) or data.get("is_final") is not True:
+        return False
+    text = data.get("transcript")
+    return isinstance(text, str) and has_words(text)
 
 
 def say(state: CallState, text: str) -> list[Command]:
@@ -433,6 +550,7 @@ HANDLERS: dict[str, Handler] = {
     LegEvent.PREFIX + "call.hangup": on_leg_hangup,
     CommandFailed.event_type: on_command_failed,
     BrainReplied.event_type: on_brain_replied,
+    BrainStreamed.event_type: on_brain_streamed,
     BrainFailed.event_type: on_brain_failed,
     TimerFired.event_type: on_timer,
 }

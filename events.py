@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from brains import BrainReply
+from brains import BrainReply, ReplyPart
 from commands import Command
 
 # Longest id or type a webhook may carry; anything longer is not something Telnyx sends.
@@ -95,6 +95,14 @@ class BrainReplied:
 
 
 @dataclass(frozen=True)
+class BrainStreamed:
+    """The next part of a reply still being written (a sentence, a decision, its end); decided on at once."""
+
+    event_type: ClassVar[str] = "brain.streamed"
+    part: ReplyPart
+
+
+@dataclass(frozen=True)
 class BrainFailed:
     event_type: ClassVar[str] = "brain.failed"
     reason: str
@@ -123,9 +131,9 @@ class CallExpired:
     event_type: ClassVar[str] = "call.expired"
 
 
-INTERNAL_EVENTS = (BrainReplied, BrainFailed, TimerFired, CommandFailed, CallExpired)
+INTERNAL_EVENTS = (BrainReplied, BrainStreamed, BrainFailed, TimerFired, CommandFailed, CallExpired)
 RESERVED_EVENT_TYPES = frozenset(kind.event_type for kind in INTERNAL_EVENTS)
-Event = CallEvent | LegEvent | BrainReplied | BrainFailed | TimerFired | CommandFailed | CallExpired
+Event = CallEvent | LegEvent | BrainReplied | BrainStreamed | BrainFailed | TimerFired | CommandFailed | CallExpired
 
 
 # ---------------------------------------------------------------- parsing

@@ -7,17 +7,18 @@ Where calls live between events, and who runs which call's events, is the store'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from brains import Brain
 from calls import CallState, Phase
 from config import Settings
-from dialog import Policy, decide
+from dialog import Policy, cuts_reply, decide
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
 from runners import CALL_OVER, Runners
 from stores import QueuedEvent, Store, build_store
@@ -73,6 +74,8 @@ class Receptionist:
         if not self.store.accept(event.event_id, key, item):
             log.info("call=%s event=%s duplicate id, dropped", event.call_control_id, event.event_type)
             return False
+        if item is event and cuts_reply(event):
+            self.runners.stop_reply(key, event.event_id)  # now, not when the worker busy with that reply gets here
         return True
 
     def _route(self, event: CallEvent) -> tuple[str, QueuedEvent]:
@@ -167,8 +170,19 @@ class Receptionist:
                 follow_up = self.runners.run(state, command, command_id)
                 if follow_up is CALL_OVER:
                     return False
-                if follow_up is not None:
+                if isinstance(follow_up, Iterator):
+                    if not self._run_each(state, follow_up, command_id):
+                        return False
+                elif follow_up is not None:
                     pending.append((follow_up, command_id))
+        return True
+
+    def _run_each(self, state: CallState, events: Iterator[Event], origin: str) -> bool:
+        """A streamed reply: each part is decided on and carried out as it comes, before the next is read."""
+        with contextlib.closing(events):  # stops the stream when the call is over before it is
+            for number, event in enumerate(events):
+                if not self._run(state, event, f"{origin}:{number}"):
+                    return False
         return True
 
     def _adopt(self, call_control_id: str, item: CallEvent) -> None:

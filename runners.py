@@ -8,11 +8,13 @@ Every Telnyx command fails the same way: the error is logged and comes back as a
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from brains import Brain, BrainError
+from brains import Brain, BrainError, ReplyStream
 from call_log import CallLog, build_record
 from calls import CallRegistry, CallState
 from commands import (
@@ -33,6 +35,7 @@ from config import Settings
 from events import (
     BrainFailed,
     BrainReplied,
+    BrainStreamed,
     CommandFailed,
     Event,
     TimerFired,
@@ -55,7 +58,8 @@ class CallOver:
 
 
 CALL_OVER: Final = CallOver()
-FollowUp = Event | CallOver | None
+# A streamed reply is an iterator of events, each decided on as it comes (Receptionist._run).
+FollowUp = Event | Iterator[Event] | CallOver | None
 # Puts an event on a call's queue after a delay: (delay_s, call_control_id, event).
 Schedule = Callable[[float, str, Event], None]
 
@@ -79,6 +83,9 @@ class Runners:
         self.ring_timeout_s = settings.transfer.ring_timeout_s
         self.redact = settings.call_log.redact_transcripts
         self.call_log = CallLog(settings.call_log.path)
+        # Replies being streamed, by call, with the id of the webhook they answer (stop_reply).
+        self._replies: dict[str, tuple[ReplyStream, str]] = {}
+        self._replies_lock = threading.Lock()
         self._verbs: dict[type, Callable[[CallState, Any, str], bool]] = {
             Answer: self._answer,
             Speak: self._speak,
@@ -118,8 +125,10 @@ class Runners:
         sent = self.telnyx.speak(
             state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id, **tag
         )
-        if sent and state.turns and state.turns[-1].responded_at is None:
-            state.turns[-1].responded_at = self.clock()
+        if sent and state.turns:
+            turn = state.turns[-1]
+            turn.last_spoke_at = self.clock()
+            turn.responded_at = turn.responded_at or turn.last_spoke_at
         return sent
 
     def _transcription_start(self, state: CallState, command: StartTranscription, command_id: str) -> bool:
@@ -143,7 +152,9 @@ class Runners:
     def _hangup(self, state: CallState, command: Hangup, command_id: str) -> bool:
         return self.telnyx.hangup(state.call_control_id, command_id=command_id)
 
-    def _ask_brain(self, state: CallState, command: AskBrain) -> Event:
+    def _ask_brain(self, state: CallState, command: AskBrain) -> Event | Iterator[Event]:
+        if callable(getattr(self.brain, "stream", None)):
+            return self._stream_reply(state, command)
         try:
             return BrainReplied(self.brain.reply(list(state.history), command.utterance))
         except BrainError as exc:
@@ -151,6 +162,43 @@ class Runners:
         except Exception as exc:  # a broken brain must not leave the caller in silence
             log.exception("call=%s brain crashed", state.call_control_id)
             return BrainFailed(type(exc).__name__)
+
+    def _stream_reply(self, state: CallState, command: AskBrain) -> Iterator[Event]:
+        """The reply's parts as events, while `stop_reply` can reach it; a failure becomes BrainFailed."""
+        call_control_id = state.call_control_id
+        try:
+            reply = self.brain.stream(list(state.history), command.utterance)  # type: ignore[attr-defined]
+        except Exception as exc:  # a broken brain must not leave the caller in silence
+            log.exception("call=%s brain crashed", call_control_id)
+            yield BrainFailed(type(exc).__name__)
+            return
+        cause = state.turns[-1].event_id if state.turns else ""
+        with self._replies_lock:
+            self._replies[call_control_id] = (reply, cause)
+        try:
+            with contextlib.closing(reply.parts()) as parts:
+                for part in parts:
+                    yield BrainStreamed(part)
+        except BrainError as exc:
+            yield BrainFailed(str(exc)[:MAX_REASON_CHARS])
+        except Exception as exc:
+            log.exception("call=%s brain crashed", call_control_id)
+            yield BrainFailed(type(exc).__name__)
+        finally:
+            with self._replies_lock:
+                if self._replies.get(call_control_id, (None, ""))[0] is reply:
+                    del self._replies[call_control_id]
+
+    def stop_reply(self, call_control_id: str, event_id: str) -> bool:
+        """Stop the call's reply being streamed in this process (any thread), unless it answers webhook `event_id`
+        (that webhook, which may be running already, or a redelivery of it); True when one was stopped."""
+        with self._replies_lock:
+            reply, cause = self._replies.get(call_control_id, (None, ""))
+        if reply is None or cause == event_id:
+            return False
+        reply.stop()
+        log.info("call=%s reply stopped while being written", call_control_id)
+        return True
 
     def _finish(self, state: CallState) -> CallOver:
         self.call_log.write(build_record(state, self.clock(), self.redact))

@@ -97,13 +97,17 @@ class Sampler:
         return max(reversed(live), key=lambda s: s["live_calls"], default={})
 
 
-def run(load: CallLoad, mode: Mode = MEMORY, *, during=None) -> dict:
-    """Place the calls and measure; `during(server)` may return a context manager held while calls run."""
+def run(load: CallLoad, mode: Mode = MEMORY, *, during=None, env=None, overrides=None) -> dict:
+    """Place the calls and measure; `during(server)` may return a context manager held while calls run.
+
+    `env` and `overrides` are added to the service's environment and config (bench/first_audio.py: its model).
+    """
     options = NetworkOptions(speed=load.speed,
                              delivery=DeliveryOptions(workers=min(256, max(32, load.concurrency))))
     with ExitStack() as stack:
         network = stack.enter_context(Network(options))
-        server = stack.enter_context(servers.service(_service_env(network, load, stack), SERVICE_OVERRIDES, mode))
+        service_env = {**_service_env(network, load, stack), **(env or {})}
+        server = stack.enter_context(servers.service(service_env, {**SERVICE_OVERRIDES, **(overrides or {})}, mode))
         network.webhook_url = server.webhook_url
         idle_rss = server.rss_mib()
         commands_before = redisinfo.command_counts(mode.redis_url) if mode.redis else None

@@ -54,7 +54,7 @@ def make_client(settings: Settings) -> openai.OpenAI:
     )
 
 
-def system_prompt(settings: Settings) -> str:
+def system_prompt(settings: Settings, output: str = OUTPUT_FORMAT) -> str:
     """Persona, business facts, transfer department names and the output format, from the config."""
     name = settings.business.name
     parts = [
@@ -67,7 +67,7 @@ def system_prompt(settings: Settings) -> str:
         _facts(settings),
         _departments(settings),
         _guidance(settings),
-        OUTPUT_FORMAT,
+        output,
     ]
     return "\n\n".join(part for part in parts if part)
 

@@ -1,5 +1,8 @@
 """`make demo`: a key pair, the fake Telnyx, the service under gunicorn, every scenario, then a clean stop.
 
+Then the scenarios in scenarios/streamed/, on a second service with the LLM brain streaming its replies from
+a fake model (simulator/streamed_demo.py).
+
 `make demo-redis` runs the same scenarios on the scaled-out service: a redis-server started for the demo, two
 instances of two workers each sharing it, and every webhook delivered to a random instance.
 """
@@ -17,6 +20,7 @@ from simulator.redis_server import RedisServer
 from simulator.runner import run_scenarios
 from simulator.scenario import all_scenario_paths, load_scenario
 from simulator.service import Service, start_service
+from simulator.streamed_demo import run_streamed_scenarios
 
 REDIS_INSTANCES, REDIS_WORKERS = 2, 2
 
@@ -32,6 +36,10 @@ def run_demo(speed: float = 0.1, out: Callable[[str], None] = print, redis: bool
             network.webhook_urls = [service.webhook_url for service in services]
             out(f"call log          {services[0].call_log_path}\n")
             results = run_scenarios(network, scenarios, services[0].call_log_path, out=out)
+        if not redis:
+            streamed = run_streamed_scenarios(network, out)
+            out(f"{sum(r.passed for r in streamed)}/{len(streamed)} streamed-reply scenarios met their expectations")
+            results += streamed
     return all(result.passed for result in results)
 
 

@@ -13,6 +13,8 @@ Usage::
         fake.enqueue(HANG)                     # never answer; released when the fake stops
         fake.enqueue(Trickle(interval_s=0.5))  # headers at once, then the body one byte at a time
         fake.enqueue(DISCONNECT)               # close the connection without a response
+        fake.enqueue(Stream("Hello. How can I help?", Tool("end_call"), ttft_s=0.3, tokens_per_s=40))
+        fake.hung_up                           # indexes of the requests whose client closed a stream early
         client = openai.OpenAI(api_key="test", base_url=fake.base_url)
         ...
         fake.requests[0]["messages"]           # every request body received, in order (also `history`)
@@ -27,6 +29,18 @@ reply to send (a dict or text; `Delay` also accepts any other behaviour). Reques
 the behaviour runs, so hung and failed attempts are counted too. `stop()` returns promptly even while
 requests hang: handler threads are daemons and every wait ends when the fake stops. Each answer closes
 its connection (HTTP/1.0), and the listen backlog is large enough for benchmark bursts.
+
+Streaming (a request with `"stream": true`): a `Stream` sends its parts as server-sent events at a set
+pace: `ttft_s` before the first token, then `tokens_per_s`. A text part is cut into tokens (a word, or up to
+five characters of a longer one, with its leading space); a `Tool` part is one tool call, sent in two
+chunks (name, then arguments); `Stall(seconds)` pauses; `Raw(text)` sends a line as it is (a malformed
+chunk); `BREAK` closes the connection there. A streamed request whose behaviour is a JSON answer (a dict
+such as `DEFAULT_REPLY`) gets its "reply" as text and its action as a tool call, at the fake's
+`ttft_s`/`tokens_per_s` (and a paced fake answers a request that does not stream after the time it would
+take to stream the same text: only its "reply" counts, the JSON around it is free). Usage (the output
+token count) comes last when the request asks for it. While streaming, the fake watches its socket: a
+client that closes the connection is recorded in `hung_up` (with the time, `hung_up_at`).
+`FakeOpenAI(tools=False)` answers 400 to any request carrying `tools`, like a server without function calling.
 """
 
 from __future__ import annotations
@@ -34,6 +48,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
+import select
 import threading
 import time
 from collections import deque
@@ -86,8 +102,51 @@ class Disconnect:
     """Close the connection without sending a response."""
 
 
+@dataclass(frozen=True)
+class Tool:
+    """One tool call in a stream: the function's name and its arguments (sent as JSON text)."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A pause inside a stream."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A line sent as it is inside a stream (`data: ...` is not added)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """Close the connection in the middle of a stream."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A streamed answer: text, Tool, Stall, Raw and BREAK parts in order, at a set pace (None: the fake's)."""
+
+    parts: tuple[Any, ...]
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+
+    def __init__(self, *parts: Any, ttft_s: float | None = None, tokens_per_s: float | None = None):
+        object.__setattr__(self, "parts", parts)
+        object.__setattr__(self, "ttft_s", ttft_s)
+        object.__setattr__(self, "tokens_per_s", tokens_per_s)
+
+
 HANG = Hang()
 DISCONNECT = Disconnect()
+BREAK = Break()
+_TOKEN = re.compile(r"\s*\S{1,5}|\s+$")
 
 
 @dataclass
@@ -101,15 +160,28 @@ class _Script:
     headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Condition = field(default_factory=threading.Condition)
     stopping: threading.Event = field(default_factory=threading.Event)
+    tools: bool = True
+    ttft_s: float = 0.0
+    tokens_per_s: float = 0.0
+    hung_up: dict[int, float] = field(default_factory=dict)
+    timelines: dict[int, list[float]] = field(default_factory=dict)  # arrival, then each text token (or answer) sent
 
-    def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        """The request's index and what to do with it."""
         with self.lock:
+            index = self.record(body, headers)
+            if self.queue:
+                return index, self.queue.popleft()
+        return index, self._default_behaviour()
+
+    def record(self, body: dict[str, Any], headers: dict[str, str]) -> int:
+        with self.lock:
+            index = len(self.requests)
+            self.timelines[index] = [time.monotonic()]
             self.requests.append(body)
             self.headers.append(headers)
             self.lock.notify_all()
-            if self.queue:
-                return self.queue.popleft()
-        return self._default_behaviour()
+            return index
 
     def _default_behaviour(self) -> Any:
         delay = self.default_delay_s
@@ -160,11 +232,110 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request"}})
         headers = {k.lower(): v for k, v in self.headers.items()}
-        behaviour = self.server.script.next_behaviour(body, headers)
+        script = self.server.script
+        if body.get("tools") and not script.tools:  # refused before it takes a scripted behaviour
+            script.record(body, headers)
+            return self._send_status(Status(400, "tools are not supported by this model"))
+        self._index, behaviour = script.next_behaviour(body, headers)
+        with script.lock:
+            self._timeline = script.timelines[self._index]
         try:
-            self._behave(behaviour, str(body.get("model", "fake-model")))
+            if body.get("stream") is True and not isinstance(behaviour, int | Status | Hang | Disconnect):
+                self._stream(behaviour, body)
+            elif self._written(behaviour):
+                self._behave(behaviour, str(body.get("model", "fake-model")))
+                self._timeline.append(time.monotonic())
         except (BrokenPipeError, ConnectionResetError):
             log.debug("fake openai: client went away")
+
+    def _written(self, behaviour: Any) -> bool:
+        """A paced fake takes as long to write a whole answer as to stream its text; False if the client left."""
+        script = self.server.script
+        if not (script.ttft_s or script.tokens_per_s) or not isinstance(behaviour, dict | str):
+            return True
+        text = behaviour.get("reply") if isinstance(behaviour, dict) else behaviour
+        tokens = len(_TOKEN.findall(text if isinstance(text, str) else _content(behaviour)))
+        return not self._wait(script.ttft_s + (tokens / script.tokens_per_s if script.tokens_per_s else 0))
+
+    # ------------------------------------------------------------ streaming
+
+    def _stream(self, behaviour: Any, body: dict[str, Any]) -> None:
+        script, index = self.server.script, self._index
+        while isinstance(behaviour, Delay):
+            if self._wait(behaviour.seconds):
+                return self._note_hang_up(index)
+            behaviour = script.default if behaviour.then is None else behaviour.then
+        stream = behaviour if isinstance(behaviour, Stream) else as_stream(behaviour)
+        ttft = script.ttft_s if stream.ttft_s is None else stream.ttft_s
+        rate = script.tokens_per_s if stream.tokens_per_s is None else stream.tokens_per_s
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.flush()
+        if self._wait(ttft):
+            return self._note_hang_up(index)
+        chunk = _Chunker(str(body.get("model", "fake-model")))
+        output_tokens = 0
+        for part in stream.parts:
+            if isinstance(part, Break):
+                self.close_connection = True
+                return
+            if isinstance(part, Stall):
+                if self._wait(part.seconds):
+                    return self._note_hang_up(index)
+                continue
+            lines = [part.text] if isinstance(part, Raw) else chunk.tool(part) if isinstance(part, Tool) else None
+            pieces = lines if lines is not None else [chunk.content(token) for token in _TOKEN.findall(part)]
+            for piece in pieces:
+                output_tokens += 1
+                if not self._send_event(piece):
+                    return self._note_hang_up(index)
+                if lines is None:
+                    self._timeline.append(time.monotonic())
+                if rate and self._wait(1 / rate):
+                    return self._note_hang_up(index)
+        final = [chunk.finish()]
+        if (body.get("stream_options") or {}).get("include_usage"):
+            final.append(chunk.usage(output_tokens))
+        for piece in [*final, "[DONE]"]:
+            if not self._send_event(piece):
+                return self._note_hang_up(index)
+
+    def _send_event(self, data: str) -> bool:
+        """One server-sent event; False when the client has gone."""
+        try:
+            self.wfile.write(f"data: {data}\n\n".encode() if not data.startswith("data:") else f"{data}\n\n".encode())
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return not self._client_gone(0)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep, watching the socket; True when the client hung up or the fake stops."""
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            if self.server.script.stopping.is_set() or self._client_gone(min(left, 0.05)):
+                return True
+
+    def _client_gone(self, timeout_s: float) -> bool:
+        readable, _, _ = select.select([self.connection], [], [], timeout_s)
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, 0x40 | 0x2) == b""  # MSG_DONTWAIT | MSG_PEEK: EOF means gone
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def _note_hang_up(self, index: int) -> None:
+        with self.server.script.lock:
+            self.server.script.hung_up.setdefault(index, time.monotonic())
+            self.server.script.lock.notify_all()
+        self.close_connection = True
 
     def _behave(self, behaviour: Any, model: str) -> None:
         stopping = self.server.script.stopping
@@ -216,6 +387,53 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("fake openai: " + format, *args)
 
 
+def as_stream(behaviour: Any) -> Stream:
+    """A JSON answer as a stream: its reply as text, its action as a tool call; anything else as text."""
+    if isinstance(behaviour, dict) and isinstance(behaviour.get("reply"), str):
+        tool = {
+            "transfer": Tool("transfer", {"department": behaviour.get("department")}),
+            "end": Tool("end_call"),
+        }.get(behaviour.get("action"))
+        return Stream(behaviour["reply"], *([tool] if tool else []))
+    return Stream(_content(behaviour))
+
+
+class _Chunker:
+    """chat.completion.chunk objects shaped like the real API's, as JSON text."""
+
+    def __init__(self, model: str):
+        self.model, self.id, self.tools = model, f"chatcmpl-fake{random.getrandbits(48):012x}", 0
+        self.first = True
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> str:
+        if self.first:
+            delta, self.first = {"role": "assistant", **delta}, False
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return json.dumps(self._envelope([choice]))
+
+    def _envelope(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": self.model, "system_fingerprint": "fp_fake", "choices": choices}
+
+    def content(self, token: str) -> str:
+        return self._chunk({"content": token})
+
+    def tool(self, tool: Tool) -> list[str]:
+        index, self.tools = self.tools, self.tools + 1
+        call_id = f"call_fake{random.getrandbits(32):08x}"
+        head = {"index": index, "id": call_id, "type": "function", "function": {"name": tool.name, "arguments": ""}}
+        tail = {"index": index, "function": {"arguments": json.dumps(tool.arguments)}}
+        return [self._chunk({"tool_calls": [head]}), self._chunk({"tool_calls": [tail]})]
+
+    def finish(self) -> str:
+        return self._chunk({}, "tool_calls" if self.tools else "stop")
+
+    def usage(self, output_tokens: int) -> str:
+        body = self._envelope([])
+        body["usage"] = {"prompt_tokens": 50, "completion_tokens": output_tokens, "total_tokens": 50 + output_tokens}
+        return json.dumps(body)
+
+
 def _content(behaviour: Any) -> str:
     """A dict becomes JSON text in message.content; a string is sent as it is."""
     return behaviour if isinstance(behaviour, str) else json.dumps(behaviour)
@@ -238,8 +456,17 @@ class _Server(ThreadingHTTPServer):
 class FakeOpenAI:
     """A fake OpenAI server on a free loopback port; see the module docstring for the script."""
 
-    def __init__(self, default: Any = None, default_delay_s: float | tuple[float, float] | None = None):
+    def __init__(
+        self,
+        default: Any = None,
+        default_delay_s: float | tuple[float, float] | None = None,
+        *,
+        tools: bool = True,
+        ttft_s: float = 0.0,
+        tokens_per_s: float = 0.0,
+    ):
         self._script = _Script(DEFAULT_REPLY if default is None else default, default_delay_s)
+        self._script.tools, self._script.ttft_s, self._script.tokens_per_s = tools, ttft_s, tokens_per_s
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -307,6 +534,29 @@ class FakeOpenAI:
         self._script.default = behaviour
 
     @property
+    def hung_up(self) -> list[int]:
+        """Indexes (into `requests`) of the streamed requests whose client closed the connection early."""
+        with self._script.lock:
+            return sorted(self._script.hung_up)
+
+    def hung_up_at(self, index: int) -> float | None:
+        """When (time.monotonic) the client of request `index` was seen hanging up, if it did."""
+        with self._script.lock:
+            return self._script.hung_up.get(index)
+
+    def timeline(self, index: int) -> list[float]:
+        """When request `index` arrived, then when each text token of its stream (or its whole answer) was sent."""
+        with self._script.lock:
+            return list(self._script.timelines.get(index, []))
+
+    def wait_for_hang_up(self, index: int, timeout_s: float = 5.0) -> float:
+        """Block until the client of request `index` hung up; TimeoutError otherwise. Returns when it did."""
+        with self._script.lock:
+            if not self._script.lock.wait_for(lambda: index in self._script.hung_up, timeout_s):
+                raise TimeoutError(f"the client of request {index} did not hang up")
+            return self._script.hung_up[index]
+
+    @property
     def pending(self) -> int:
         """How many scripted behaviours are still queued."""
         with self._script.lock:
@@ -318,3 +568,5 @@ class FakeOpenAI:
             self._script.queue.clear()
             self._script.requests.clear()
             self._script.headers.clear()
+            self._script.hung_up.clear()
+            self._script.timelines.clear()

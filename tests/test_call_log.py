@@ -18,7 +18,8 @@ def finished_call(**fields) -> CallState:
     """A call with one answered turn, one unanswered turn and a message, all quoting the caller's number."""
     state = CallState("v3:a", caller="+13125550111", started_at=STARTED, **fields)
     state.turns = [
-        TurnRecord(f"my number is {PHONE}", 0.93, STARTED + 10, 0.8, "continue", f"I have {PHONE}.", STARTED + 10.25),
+        TurnRecord(f"my number is {PHONE}", 0.93, STARTED + 10, 0.8, "continue", f"I have {PHONE}.", STARTED + 10.25,
+                   STARTED + 10.75, sentences=3, output_tokens=21, barged_in=True),
         TurnRecord("bye", None, STARTED + 20),
     ]
     state.messages = [f"call me back on {PHONE}"]
@@ -36,6 +37,7 @@ def test_record_fields():
     assert record["turns"][0] == {
         "transcript": "my number is [number]", "asr_confidence": 0.93, "brain_confidence": 0.8,
         "action": "continue", "reply": "I have [number].", "response_ms": 250.0,
+        "last_speak_ms": 750.0, "sentences": 3, "output_tokens": 21, "barged_in": True,
     }
     assert record["turns"][1]["reply"] is None and record["turns"][1]["response_ms"] is None
 

@@ -1,0 +1,240 @@
+"""Time to first audio: how soon a caller hears the start of the LLM's reply, streamed against not streamed.
+
+The service runs under gunicorn (memory mode) with the LLM brain against the test suite's fake OpenAI
+server, paced like a model: `TTFT_S` before the first token, then `TOKENS_PER_S`. Replies of 1, 2 and 4
+sentences, at 1, 50 and 200 concurrent calls, with `ai.stream` on and off. A turn is measured from the
+caller's final transcript webhook leaving the simulator (its first POST) to the first `speak` reaching the
+fake Telnyx. The model alone needs TTFT + the first sentence's writing time before that speak can exist
+(streamed), or TTFT + the whole reply's writing time (not streamed): `model_ms` in each row. The goal:
+streamed, the first speak within model_ms + 25 ms at 50 calls (p50 and p95).
+
+`python -m bench --only first_audio` runs this step alone: it writes `bench/first_audio.json` and its own
+section of BENCHMARKS.md, and leaves `bench/results.json` and the other sections as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from bench import calls
+from bench.modes import MEMORY
+from bench.stats import percentiles
+from bench.tables import ms, table
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "first_audio.json"
+REPORT = ROOT / "BENCHMARKS.md"
+BEGIN, END = "<!-- first_audio: written by python -m bench --only first_audio -->", "<!-- /first_audio -->"
+
+TTFT_S, TOKENS_PER_S = 0.3, 40.0
+GOAL_MARGIN_MS = 25.0
+SENTENCES = (
+    "We're open from 9 a.m. to 5 p.m., Monday to Friday.",
+    "Dr. Patel sees patients on Tuesdays and Thursdays.",
+    "A first visit costs $45.50, and parking is free.",
+    "Would you like me to book you in?",
+)
+REPLY_LENGTHS = (1, 2, 4)
+LEVELS = (1, 50, 200)
+# Assumptions for what a caller hears, around what the service and the model take (see the report).
+ASR_FINAL_MS = 300  # Telnyx's speech recognition: end of the caller's speech to the final transcript webhook
+TTS_FIRST_AUDIO_MS = 150  # Telnyx's speech synthesis: speak command to the first audio on the line
+TARGET_MS = 500
+
+
+def load(concurrency: int, quick: bool) -> calls.CallLoad:
+    """Few turns per call (the first speak is what is measured), playback at 2x so that a run takes a minute."""
+    if concurrency == 1:
+        return calls.CallLoad(concurrency=1, calls=3 if quick else 4, turns=3, speed=0.2, ramp_s=0.0)
+    return calls.CallLoad(concurrency=concurrency, calls=concurrency, turns=2, speed=0.5,
+                          ramp_s=min(10.0, concurrency / 20), max_duration_s=120.0)
+
+
+def reply_text(sentences: int) -> str:
+    return " ".join(SENTENCES[:sentences])
+
+
+def first_sentence_tokens() -> int:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fake_openai import _TOKEN  # the fake's own tokenizer, so the figure is the fake's real pace
+
+    return len(_TOKEN.findall(SENTENCES[0]))
+
+
+def model_ms(sentences: int, streamed: bool) -> float:
+    """When the fake model should have written what the service needs: the first sentence, or the whole reply."""
+    from fake_openai import _TOKEN
+
+    if streamed:  # streamed: the first token at TTFT, then one every 1/rate; the sentence ends with its last
+        return (TTFT_S + (first_sentence_tokens() - 1) / TOKENS_PER_S) * 1000
+    return (TTFT_S + len(_TOKEN.findall(reply_text(sentences))) / TOKENS_PER_S) * 1000  # answered when all written
+
+
+def model_took_ms(model: Any, streamed: bool) -> list[float]:
+    """For each request, how long the fake really took to send what the service needs (its timeline): from the
+    request's arrival to the first sentence's last token, or to the whole answer."""
+    needed = first_sentence_tokens() if streamed else 1
+    took = []
+    for index in range(len(model.requests)):
+        timeline = model.timeline(index)
+        if len(timeline) > needed:
+            took.append((timeline[needed] - timeline[0]) * 1000)
+    return took
+
+
+def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fake_openai import FakeOpenAI
+
+    answer = {"reply": reply_text(sentences), "action": "continue", "department": None, "confidence": 0.9}
+    with ExitStack() as stack:
+        model = stack.enter_context(FakeOpenAI(default=answer, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S))
+        run = calls.run(load(concurrency, quick), MEMORY, env={"OPENAI_BASE_URL": model.base_url},
+                        overrides={"ai.stream": streamed})
+        took = percentiles(model_took_ms(model, streamed))
+    first = run["turn_from_post_ms"]
+    return {
+        "concurrency": concurrency, "sentences": sentences, "streamed": streamed,
+        "turns": run["caller_turns"], "lost": run["lost"], "duplicated": run["duplicated"],
+        "first_speak_ms": first, "model_ms": round(model_ms(sentences, streamed), 1), "model_took_ms": took,
+        "service_ms": {k: _minus(first.get(k), took.get(k)) for k in ("p50", "p95", "p99")},
+        "cpu_ms_per_turn": run["cpu_ms_per_turn"], "service_log": run["service_log"],
+        "other_cores": run.get("machine_taken_cores"),
+    }
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else round(a - b, 1)
+
+
+def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every row, then the file and the report section; returns what was written."""
+    levels = (1, 10) if quick else LEVELS
+    lengths = (1, 4) if quick else REPLY_LENGTHS
+    rows = []
+    for concurrency in levels:
+        for sentences in lengths:
+            for streamed in (True, False):
+                row = one_run(concurrency, sentences, streamed, quick)
+                log(f"  first audio: {concurrency:3} calls, {sentences} sentence(s), "
+                    f"{'streamed' if streamed else 'whole   '}: first speak p50/p95 "
+                    f"{ms(row['first_speak_ms']['p50'])} / {ms(row['first_speak_ms']['p95'])} ms "
+                    f"(model {row['model_ms']:.0f} ms nominal, {ms(row['model_took_ms']['p50'])} / "
+                    f"{ms(row['model_took_ms']['p95'])} ms measured), lost {row['lost']}, dup {row['duplicated']}")
+                rows.append(row)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
+               "ttft_s": TTFT_S, "tokens_per_s": TOKENS_PER_S, "sentences": list(SENTENCES), "rows": rows}
+    RESULTS.write_text(json.dumps(results, indent=1))
+    write_section(results)
+    return results
+
+
+def recorded(row: dict) -> bool:
+    return not row["lost"] and not row["duplicated"] and row["first_speak_ms"]["p50"] is not None
+
+
+def goal_met(row: dict) -> bool | None:
+    """First speak within the model's measured time + 25 ms at p50 and p95 (streamed rows); None if not recorded."""
+    if not recorded(row):
+        return None
+    return all(row["service_ms"][k] <= GOAL_MARGIN_MS for k in ("p50", "p95"))
+
+
+def render(results: dict) -> str:
+    rows = results["rows"]
+    head = ["calls", "sentences", "reply", "model needs: nominal, measured p50 / p95 (ms)",
+            "first speak p50 / p95 / p99 (ms)", "service adds p50 / p95 (ms)", "goal (≤ +25 ms)",
+            "other processes (cores)"]
+    body = []
+    for row in rows:
+        first, added = row["first_speak_ms"], row["service_ms"]
+        goal = goal_met(row) if row["streamed"] else None
+        body.append([
+            row["concurrency"], row["sentences"], "streamed" if row["streamed"] else "whole",
+            f"{row['model_ms']:.0f}, {ms(row['model_took_ms']['p50'])} / {ms(row['model_took_ms']['p95'])}",
+            " / ".join(ms(first[k]) for k in ("p50", "p95", "p99")) if recorded(row) else
+            f"*not recorded* (lost {row['lost']}, duplicated {row['duplicated']})",
+            f"{ms(added['p50'])} / {ms(added['p95'])}" if recorded(row) else "-",
+            "-" if not row["streamed"] else "met" if goal else "not met" if goal is False else "-",
+            "-" if row.get("other_cores") is None else f"{row['other_cores']:.2f}",
+        ])
+    return "\n\n".join([
+        "## 7. Time to first audio: the LLM's reply streamed against not streamed",
+        _method(results),
+        table(head, body),
+        _caller_view(results),
+    ])
+
+
+def _method(results: dict) -> str:
+    quick = " **A `--quick` smoke run: small steps, not figures to quote.**" if results.get("quick") else ""
+    return (
+        f"Written by `python -m bench --only first_audio` (also part of `make bench`) on {results['date']}; raw "
+        f"figures in `bench/first_audio.json`.{quick} The service runs in memory mode under gunicorn with the LLM "
+        f"brain (the real `openai` SDK) against the fake OpenAI server of the tests, paced like a model: "
+        f"{results['ttft_s'] * 1000:.0f} ms to the first token, then {results['tokens_per_s']:g} tokens a second "
+        "(a token is a word or up to five characters of one, with its leading space). Replies of 1, 2 and 4 "
+        "sentences: " + " ".join(f"“{s}”" for s in results["sentences"]) + " A turn runs from the caller's "
+        "final transcript webhook leaving the simulator to the first `speak` reaching the fake Telnyx. "
+        "*Model needs* is when the fake has written what the service needs before it can speak: the first "
+        "sentence (streamed; nominally its last token is sent at TTFT + (tokens − 1) / rate) or the whole answer "
+        "(not streamed; nominally after TTFT + tokens / rate, the JSON around the reply free); *measured* is what "
+        "the fake really took, from each request's arrival to that token (or answer) leaving it. *Service adds* "
+        "is first speak minus measured, at the same percentile: the service before and after the model "
+        "(webhook, dialog, the `openai` SDK reading the stream, splitting, the `speak` request) and loopback "
+        "HTTP both ways. Calls at 1 (sequential calls), 50 and 200 concurrent, 2 questions each "
+        "(3 at 1 call) and a goodbye; the assistant's speech plays at 2x real time (5x at 1 call), which does "
+        "not change the first speak. A row's latencies count only if no call was lost and nothing duplicated. "
+        "*Other processes* is the CPU that processes outside this benchmark took meanwhile (the machine is shared)."
+    )
+
+
+def _caller_view(results: dict) -> str:
+    at_50 = {(r["sentences"], r["streamed"]): r for r in results["rows"] if r["concurrency"] == 50 and recorded(r)}
+    lines = ["**What a caller would hear.** Assuming Telnyx's recognition takes "
+             f"{ASR_FINAL_MS} ms from the end of the caller's speech to the final transcript webhook and its "
+             f"synthesis {TTS_FIRST_AUDIO_MS} ms from `speak` to the first audio (assumptions, not measured here: "
+             "neither is published as a figure), the agent's response, from the caller falling silent to the "
+             f"first sound of the reply, at 50 concurrent calls (p50), against the brief's {TARGET_MS} ms target:"]
+    for sentences in REPLY_LENGTHS:
+        cells = []
+        for streamed in (True, False):
+            row = at_50.get((sentences, streamed))
+            if row:
+                total = ASR_FINAL_MS + row["first_speak_ms"]["p50"] + TTS_FIRST_AUDIO_MS
+                cells.append(f"{'streamed' if streamed else 'not streamed'} {total:.0f} ms")
+        if cells:
+            lines.append(f"- {sentences} sentence{'s' if sentences > 1 else ''}: " + ", ".join(cells))
+    lines.append(f"With a model at {results['ttft_s'] * 1000:.0f} ms to its first token the {TARGET_MS} ms target "
+                 "cannot be met by any service: recognition, the first token and synthesis alone take "
+                 f"{ASR_FINAL_MS + results['ttft_s'] * 1000 + TTS_FIRST_AUDIO_MS:.0f} ms. Streaming removes "
+                 "the wait for everything after the first sentence; what the service (and, on a shared machine, "
+                 "the benchmark's own fakes) adds is the table's *service adds* column.")
+    return "\n".join(lines)
+
+
+def write_section(results: dict, report: Path = REPORT) -> None:
+    """Put this step's section into BENCHMARKS.md, replacing its last one; the rest of the file is left alone."""
+    section = f"{BEGIN}\n{render(results)}\n{END}"
+    text = report.read_text() if report.exists() else ""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    else:
+        marker = "\n## Where the time goes"
+        text = text.replace(marker, f"\n{section}\n{marker}", 1) if marker in text else f"{text}\n{section}\n"
+    report.write_text(text)
+
+
+def section_from_file() -> str:
+    """The section as last measured, for the full report (bench/__main__.write_report)."""
+    if not RESULTS.exists():
+        return ""
+    return f"{BEGIN}\n{render(json.loads(RESULTS.read_text()))}\n{END}"

@@ -1,0 +1,135 @@
+"""brains/streaming.py: the streamed LLM brain, the real openai client against the fake OpenAI server on loopback."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+
+from brains import BrainError, Decision, Finished, Sentence
+from brains.llm import OUTPUT_FORMAT
+from brains.streaming import TOOL_GUIDE, StreamingLLMBrain, sse_data
+from config import build_settings
+from fake_openai import HANG, Delay, Raw, Status, Stream, Tool
+
+TIMEOUT_S, STALL_S = 1.0, 0.4
+PACE = {"ttft_s": 0.05, "tokens_per_s": 100}
+
+
+@pytest.fixture
+def make_brain(fake_model, raw_config):
+    def make(**raw_changes) -> StreamingLLMBrain:
+        raw = copy.deepcopy(raw_config)
+        raw["webhook"]["verify_signatures"] = False
+        raw["ai"].update({"stream": True, "timeout_s": TIMEOUT_S, "stall_timeout_s": STALL_S})
+        for section, values in raw_changes.items():
+            raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
+        return StreamingLLMBrain(build_settings(raw, {"OPENAI_BASE_URL": fake_model.base_url}))
+
+    return make
+
+
+def parts(brain: StreamingLLMBrain, utterance: str = "are you open on saturday") -> list:
+    return list(brain.stream([], utterance).parts())
+
+
+def test_the_request_streams_with_tools_usage_and_a_token_bound(fake_model, make_brain):
+    fake_model.enqueue(Stream("We open at nine.", **PACE))
+    parts(make_brain())
+    (body,) = fake_model.requests
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 400 and "response_format" not in body
+    tools = {tool["function"]["name"]: tool["function"] for tool in body["tools"]}
+    assert list(tools) == ["transfer", "end_call", "take_message", "not_sure"]
+    assert tools["transfer"]["parameters"]["properties"]["department"]["enum"] == ["billing", "front_desk"]
+    assert tools["transfer"]["parameters"]["required"] == ["department"]
+    prompt = body["messages"][0]["content"]
+    assert prompt.endswith(TOOL_GUIDE) and OUTPUT_FORMAT not in prompt
+    assert "[interrupted]" in prompt
+
+
+def test_without_destinations_there_is_no_transfer_tool(fake_model, make_brain):
+    fake_model.enqueue(Stream("Hello.", **PACE))
+    parts(make_brain(transfer={"destinations": {}, "default_destination": None}, intents=[]))
+    assert [tool["function"]["name"] for tool in fake_model.requests[0]["tools"]] == [
+        "end_call", "take_message", "not_sure"]
+
+
+def test_sentences_decisions_and_the_token_count_in_order(fake_model, make_brain):
+    fake_model.enqueue(Stream("Sure. One moment.", Tool("transfer", {"department": "billing"}), **PACE))
+    assert parts(make_brain()) == [
+        Sentence("Sure."), Sentence("One moment."), Decision("transfer", "billing"), Finished("complete", 6),
+    ]
+
+
+def test_a_decision_is_given_as_soon_as_something_follows_it(fake_model, make_brain):
+    fake_model.enqueue(Stream(Tool("end_call"), Tool("not_sure"), "Goodbye now.", **PACE))
+    got = parts(make_brain())
+    assert got[:2] == [Decision("end"), Decision("not_sure")] and got[2] == Sentence("Goodbye now.")
+
+
+def test_unknown_tools_and_bad_arguments(fake_model, make_brain, caplog):
+    fake_model.enqueue(Stream("Hold on.", Tool("dial", {"number": "+19005550100"}),
+                              Raw('data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m",'
+                                  '"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"c","type":"function",'
+                                  '"function":{"name":"transfer","arguments":"{not json"}}]},"finish_reason":null}]}'),
+                              **PACE))
+    got = parts(make_brain())
+    assert Decision("transfer", None) in got  # to the default destination, by the dialog's rules
+    assert not any(isinstance(part, Decision) and part.action not in ("transfer",) for part in got)
+    assert "unknown tool 'dial'" in caplog.text
+
+
+def test_a_reply_with_nothing_in_it_is_a_brain_error(fake_model, make_brain):
+    fake_model.enqueue(Stream(**PACE))
+    with pytest.raises(BrainError, match="no content"):
+        parts(make_brain())
+
+
+def test_one_retry_when_the_server_fails_before_the_stream(fake_model, make_brain):
+    fake_model.enqueue(Status(503), Stream("We open at nine.", **PACE))
+    assert parts(make_brain())[0] == Sentence("We open at nine.")
+    assert len(fake_model.requests) == 2
+
+
+def test_no_retry_for_a_refused_key(fake_model, make_brain):
+    fake_model.enqueue(Status(401))
+    with pytest.raises(BrainError, match="HTTP 401"):
+        parts(make_brain())
+    assert len(fake_model.requests) == 1
+
+
+@pytest.mark.parametrize("behaviour", [HANG, Delay(3.0, then=Stream("Late.", **PACE))], ids=["hang", "late"])
+def test_the_first_sentence_deadline_holds_whatever_the_server_does(fake_model, make_brain, behaviour):
+    fake_model.enqueue(behaviour, behaviour)
+    started = time.monotonic()
+    with pytest.raises(BrainError, match="deadline"):
+        parts(make_brain())
+    assert TIMEOUT_S - 0.05 < time.monotonic() - started < TIMEOUT_S + 0.3
+
+
+def test_stop_from_another_thread_ends_the_parts_and_the_connection(fake_model, make_brain):
+    fake_model.enqueue(Stream("One. Two. Three. Four. Five. Six. Seven.", ttft_s=0.05, tokens_per_s=5))
+    reply = make_brain().stream([], "count")
+    got = []
+    for part in reply.parts():
+        got.append(part)
+        if part == Sentence("Two."):
+            stopped = time.monotonic()
+            reply.stop()
+    assert got[:2] == [Sentence("One."), Sentence("Two.")] and len(got) == 3
+    assert got[2].ending == "stopped" and got[2].unspoken < len(" Three.")  # what came after "Two." is dropped
+    assert fake_model.wait_for_hang_up(0, timeout_s=1) - stopped < 0.1
+
+
+def test_server_sent_events_are_read_as_the_protocol_says():
+    lines = [": a comment", "data: {\"a\":", "data: 1}", "", "event: ignored", "data: {\"b\": 2}", "", "",
+             "data: [DONE]", "", "data: {\"after\": true}", ""]
+    assert list(sse_data(iter(lines))) == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.parametrize("line", ['data: {"error": {"message": "overloaded"}}', "data: [1, 2]", "data: {nope"])
+def test_an_error_event_or_a_chunk_that_is_not_an_object_breaks_the_stream(line):
+    with pytest.raises(ValueError):
+        list(sse_data(iter([line, ""])))
