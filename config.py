@@ -29,11 +29,14 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from env_secrets import read_secret
+
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
 NUMBER = re.compile(r"\+[1-9]\d{6,14}|sip:\S+")  # E.164, or a SIP URI
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,63}:")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+MAX_PUBLIC_KEYS = 2  # the old and the new key, while Telnyx's is being rotated
 Action = Literal["continue", "transfer", "end"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
@@ -271,6 +274,12 @@ class Secrets:
     openai_api_key: str = field(default="", repr=False)
     openai_base_url: str = ""
     redis_url: str = field(default="", repr=False)  # may carry a password
+    messages_webhook_secret: str = field(default="", repr=False)
+
+    @property
+    def telnyx_public_keys(self) -> tuple[str, ...]:
+        """The webhook signing keys: one, or two while a key is being rotated (comma-separated)."""
+        return tuple(key.strip() for key in self.telnyx_public_key.split(",")) if self.telnyx_public_key else ()
 
     @property
     def llm_configured(self) -> bool:
@@ -335,8 +344,9 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     """Validate an already-parsed YAML tree plus the environment."""
     if not isinstance(raw, Mapping):
         raise ConfigError(["the config file must be a mapping of sections"])
-    secrets = _read_secrets(env)
-    problems = _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
+    problems: list[str] = []
+    secrets = _read_secrets(env, problems)
+    problems += _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
     problems += _check_redis_url(secrets.redis_url)
     context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
     try:
@@ -420,14 +430,16 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
 # ---------------------------------------------------------------- secrets
 
 
-def _read_secrets(env: Mapping[str, str]) -> Secrets:
+def _read_secrets(env: Mapping[str, str], problems: list[str]) -> Secrets:
+    """The secrets, each from its variable or the file its `_FILE` variable names (env_secrets.py)."""
     return Secrets(
-        telnyx_api_key=env.get("TELNYX_API_KEY", ""),
-        telnyx_public_key=env.get("TELNYX_PUBLIC_KEY", "").strip(),
+        telnyx_api_key=read_secret(env, "TELNYX_API_KEY", problems),
+        telnyx_public_key=read_secret(env, "TELNYX_PUBLIC_KEY", problems).strip(),
         telnyx_base_url=(env.get("TELNYX_BASE_URL") or DEFAULT_TELNYX_BASE_URL).rstrip("/"),
-        openai_api_key=env.get("OPENAI_API_KEY", ""),
+        openai_api_key=read_secret(env, "OPENAI_API_KEY", problems),
         openai_base_url=env.get("OPENAI_BASE_URL", ""),
         redis_url=env.get("REDIS_URL", "").strip(),
+        messages_webhook_secret=read_secret(env, "MESSAGES_WEBHOOK_SECRET", problems),
     )
 
 
@@ -446,10 +458,17 @@ def _check_secrets(secrets: Secrets, verify: Any) -> list[str]:
             "TELNYX_PUBLIC_KEY: not set. Copy it from the Telnyx portal (Keys & Credentials > Public Key); "
             "for local development only, set webhook.verify_signatures: false"
         ]
+    keys = secrets.telnyx_public_keys
+    if len(keys) > MAX_PUBLIC_KEYS or "" in keys:
+        return [f"TELNYX_PUBLIC_KEY: one key, or {MAX_PUBLIC_KEYS} separated by a comma during a rotation"]
+    return [problem for key in keys if (problem := _check_public_key(key))]
+
+
+def _check_public_key(key_b64: str) -> str | None:
     try:
-        key = base64.b64decode(secrets.telnyx_public_key, validate=True)
+        key = base64.b64decode(key_b64, validate=True)
     except (binascii.Error, ValueError):
-        return ["TELNYX_PUBLIC_KEY: not valid base64"]
+        return "TELNYX_PUBLIC_KEY: not valid base64"
     if len(key) != 32:
-        return [f"TELNYX_PUBLIC_KEY: an Ed25519 public key is 32 bytes, this one decodes to {len(key)}"]
-    return []
+        return f"TELNYX_PUBLIC_KEY: an Ed25519 public key is 32 bytes, this one decodes to {len(key)}"
+    return None
