@@ -54,6 +54,8 @@ class TurnRecord:
 class CallState:
     call_control_id: str
     caller: str = ""
+    called: str = ""  # the business number the caller dialled
+    after_hours: bool = False  # the business was closed when the call came in (business.open, closed_on)
     started_at: float = 0.0
     phase: Phase = Phase.RINGING
     initiated: bool = False  # its call.initiated was handled (answered once, whatever redeliveries say)

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -29,6 +30,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+import hours
 from env_secrets import read_secret
 
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
@@ -128,6 +130,19 @@ def _voice(voice: str) -> str:
     return voice
 
 
+def _from_value_error(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """A check that runs `parse` and turns its ValueError into a config problem with the same words."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise PydanticCustomError("invalid", str(exc)) from None
+        return value
+
+    return check
+
+
 def _text_matching(pattern: re.Pattern[str]) -> Callable[[Any], object]:
     return lambda value: isinstance(value, str) and pattern.fullmatch(value)
 
@@ -153,6 +168,10 @@ DestinationNumber = Annotated[str, _must(_text_matching(NUMBER), "must be an E.1
                                          before=True)]
 Destinations = Annotated[dict[DestinationName, DestinationNumber], BeforeValidator(lambda d: {} if d is None else d)]
 Destination = Annotated[StrictStr | None, AfterValidator(_known_destination)]
+TimeZone = Annotated[StrictStr, AfterValidator(_from_value_error(hours.zone))]
+TimeRange = Annotated[StrictStr, AfterValidator(_from_value_error(hours.parse_span))]
+Weekday = Literal[hours.WEEKDAYS]  # type: ignore[valid-type]
+OpenDay = Annotated[tuple[TimeRange, ...], BeforeValidator(lambda day: () if day is None else day)]  # null: closed
 
 
 # ---------------------------------------------------------------- the YAML sections
@@ -164,9 +183,24 @@ class Section(BaseModel):
 
 class BusinessConfig(Section):
     name: Line
-    hours: StrictStr = ""
+    hours: StrictStr = ""  # the spoken summary; `timezone`, `open` and `closed_on` are what the dialog decides by
+    timezone: TimeZone | None = None
+    open: Annotated[dict[Weekday, OpenDay], BeforeValidator(lambda d: {} if d is None else d)] = {}
+    closed_on: tuple[date, ...] = ()
     address: StrictStr = ""
     description: StrictStr = ""
+
+    @pydantic.model_validator(mode="after")
+    def _schedule_needs_a_zone(self) -> BusinessConfig:
+        if (self.open or self.closed_on) and self.timezone is None:
+            raise PydanticCustomError("zone", "business.open and business.closed_on need business.timezone")
+        return self
+
+    def opening_hours(self) -> hours.OpeningHours | None:
+        """The schedule the dialog decides by; None (always open) without a time zone."""
+        if self.timezone is None:
+            return None
+        return hours.OpeningHours.build(self.timezone, self.open, self.closed_on)
 
 
 class AssistantConfig(Section):
@@ -180,6 +214,7 @@ class AssistantConfig(Section):
     transfer_announcement: Line
     no_human_available: Line
     message_taken: Line
+    after_hours_greeting: Line | None = None  # empty: the greeting, after hours too
 
 
 class DialogConfig(Section):
@@ -193,6 +228,7 @@ class DialogConfig(Section):
 class TransferConfig(Section):
     destinations: Destinations = {}
     default_destination: Destination = None  # empty: take a message instead
+    after_hours_destination: Destination = None  # empty: after hours, take a message instead
     ring_timeout_s: Annotated[StrictInt, _between(5, 120)] = 30
 
 

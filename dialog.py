@@ -30,6 +30,7 @@ from commands import (
 )
 from config import Settings
 from events import BrainFailed, BrainReplied, CallEvent, CallExpired, CommandFailed, Event, LegEvent, TimerFired
+from hours import OpeningHours
 
 CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
 SPEECH_GUARD_S = 5.0  # added to that estimate: Telnyx's speech synthesis takes a moment to start
@@ -52,6 +53,8 @@ class Policy:
     default_destination: str | None
     ai_enabled: bool
     canary_percent: float
+    hours: OpeningHours | None = None  # None: always open
+    after_hours_destination: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -66,6 +69,8 @@ class Policy:
             default_destination=settings.transfer.default_destination,
             ai_enabled=settings.ai.enabled,
             canary_percent=settings.ai.canary_percent,
+            hours=settings.business.opening_hours(),
+            after_hours_destination=settings.transfer.after_hours_destination,
         )
 
 
@@ -122,6 +127,8 @@ def on_initiated(state: CallState, event: CallEvent, policy: Policy) -> list[Com
         return []
     state.initiated = True
     state.caller = str(event.payload.get("from") or "")
+    state.called = str(event.payload.get("to") or "")
+    state.after_hours = policy.hours is not None and not policy.hours.is_open(event.received_at)
     state.ai = policy.ai_enabled and in_canary(state.caller, policy.canary_percent)
     if state.answered:  # its call.answered came first (Telnyx does not order webhooks): answering again is moot
         return greet(state, policy)
@@ -142,7 +149,8 @@ def greet(state: CallState, policy: Policy) -> list[Command]:
     state.phase = Phase.CONVERSING
     if not state.ai:
         return escalate(state, policy, "ai disabled for this call")
-    return [*say(state, policy.lines["greeting"]), StartTranscription()]
+    greeting = state.after_hours and policy.lines.get("after_hours_greeting") or policy.lines["greeting"]
+    return [*say(state, greeting), StartTranscription()]
 
 
 def on_speak_ended(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
@@ -343,13 +351,20 @@ def escalate(
 ) -> list[Command]:
     """Hand the caller to a configured human; never a number that did not come from the config."""
     state.escalation_reason = state.escalation_reason or reason
-    name = department if department in policy.destinations else policy.default_destination
+    name = reachable_destination(state, policy, department)
     if state.transfer_attempted or not name or name not in policy.destinations:
         return offer_message(state, policy, reason)
     state.transfer_attempted = True
     state.transfer_destination = name
     state.phase = Phase.TRANSFERRING
     return _announce_then(state, policy, announcement, Transfer(policy.destinations[name], name))
+
+
+def reachable_destination(state: CallState, policy: Policy, department: str | None) -> str | None:
+    """Who can take the call: the department asked for, else the default; after hours only the after-hours one."""
+    if state.after_hours:
+        return policy.after_hours_destination
+    return department if department in policy.destinations else policy.default_destination
 
 
 def _announce_then(state: CallState, policy: Policy, announcement: str | None, command: Command) -> list[Command]:
