@@ -77,6 +77,7 @@ class CallState:
     history: list[Turn] = field(default_factory=list)
     turns: list[TurnRecord] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)  # outbox ids of the messages' deliveries
     last_event_at: float = 0.0
 
 

@@ -56,9 +56,16 @@ class StartTimer:
 
 
 @dataclass(frozen=True)
+class DeliverMessage:
+    """The caller left a message: queue it for the staff (message_delivery.py); the caller does not wait."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class FinishCall:
     """The call is over: write its log line and forget it."""
 
 
 TelnyxCommand = Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
-Command = TelnyxCommand | AskBrain | StartTimer | FinishCall
+Command = TelnyxCommand | AskBrain | StartTimer | DeliverMessage | FinishCall

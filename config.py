@@ -31,10 +31,11 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictBool, Str
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 import hours
-from env_secrets import read_secret
+from env_secrets import read_secret, webhook_secret_bytes
 
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
 NUMBER = re.compile(r"\+[1-9]\d{6,14}|sip:\S+")  # E.164, or a SIP URI
+E164 = re.compile(r"\+[1-9]\d{6,14}")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,63}:")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -291,6 +292,17 @@ class RedisConfig(Section):
     timeout_s: Annotated[StrictFloat, _between(0.05, 10)] = 1.0
 
 
+class MessagesConfig(Section):
+    """Where a message a caller leaves is delivered (outbox.py); neither: only the call log has it."""
+
+    sms_to: tuple[Annotated[str, _must(_text_matching(E164), "must be an E.164 number (+15555550100)",
+                                       before=True)], ...] = ()
+    webhook_url: Annotated[StrictStr | None, _must(lambda url: url is None or url.startswith(("https://", "http://")),
+                                                   "must be an http:// or https:// URL")] = None
+    max_attempts: Annotated[StrictInt, _between(1, 50)] = 8
+    first_retry_s: Annotated[StrictFloat, _between(0.01, 600)] = 5.0
+
+
 class CallLogConfig(Section):
     path: StrictStr | None = "call_log.jsonl"  # empty: no call log
     redact_transcripts: StrictBool = True
@@ -336,6 +348,7 @@ class Settings(Section):
     telnyx: TelnyxConfig = TelnyxConfig()
     calls: CallsConfig = CallsConfig()
     redis: RedisConfig = RedisConfig()
+    messages: MessagesConfig = MessagesConfig()
     call_log: CallLogConfig = CallLogConfig()
     logging: LoggingConfig = LoggingConfig()
     _secrets: Secrets = Secrets()
@@ -384,6 +397,7 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     secrets = _read_secrets(env, problems)
     problems += _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
     problems += _check_redis_url(secrets.redis_url)
+    problems += _check_webhook_secret(secrets.messages_webhook_secret, _section(raw, "messages").get("webhook_url"))
     context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
     try:
         settings = Settings.model_validate(dict(raw), context=context)
@@ -483,6 +497,18 @@ def _check_redis_url(url: str) -> list[str]:
     if url and not url.startswith(REDIS_SCHEMES):
         return [f"REDIS_URL: must start with {', '.join(REDIS_SCHEMES)} (the address itself is not shown: it may "
                 "hold a password)"]
+    return []
+
+
+def _check_webhook_secret(secret: str, webhook_url: Any) -> list[str]:
+    if not webhook_url:
+        return []
+    if not secret:
+        return ["MESSAGES_WEBHOOK_SECRET: not set; messages.webhook_url needs it to sign what it sends"]
+    try:
+        webhook_secret_bytes(secret)
+    except ValueError as exc:
+        return [f"MESSAGES_WEBHOOK_SECRET: {exc}"]
     return []
 
 

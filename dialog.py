@@ -19,6 +19,7 @@ from commands import (
     Answer,
     AskBrain,
     Command,
+    DeliverMessage,
     FinishCall,
     Hangup,
     Speak,
@@ -89,6 +90,14 @@ _ASKS_FOR_PERSON = re.compile(
     rf"|^\s*{_PERSON}( please)?\s*$|\b(real|live) (person|human)\b|\boperator\b|\brepresentative\b)",
     re.IGNORECASE,
 )
+
+
+_LEAVE_MESSAGE = re.compile(r"\b(leave|take|pass on|give them) (a |my |them a )?message\b", re.IGNORECASE)
+
+
+def asks_to_leave_message(utterance: str) -> bool:
+    """"Can I leave a message?": go straight to taking it, whatever the brain would say."""
+    return bool(_LEAVE_MESSAGE.search(utterance))
 
 
 def asks_for_person(utterance: str) -> bool:
@@ -325,7 +334,10 @@ def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Comm
     if state.phase is Phase.TAKING_MESSAGE:
         state.messages.append(turn.transcript)
         state.outcome = "message_taken"
-        return end_call(state, policy, policy.lines["message_taken"], say_goodbye=False)
+        return [DeliverMessage(turn.transcript),
+                *end_call(state, policy, policy.lines["message_taken"], say_goodbye=False)]
+    if asks_to_leave_message(turn.transcript):
+        return offer_message(state, policy, "caller asked to leave a message")
     if asks_for_person(turn.transcript):
         return escalate(state, policy, "caller asked for a person")
     if turn.asr_confidence is not None and turn.asr_confidence < policy.min_asr_confidence:

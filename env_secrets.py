@@ -8,11 +8,14 @@ rotated file takes effect on the next start (README, "Rotating secrets").
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 
 FILE_SUFFIX = "_FILE"
 # A secret file is a key or a short token; anything this large is the wrong file.
 MAX_SECRET_BYTES = 64 * 1024
+WEBHOOK_SECRET_PREFIX = "whsec_"  # Standard Webhooks' form of a signing secret: the prefix, then base64
 
 
 def read_secret(env: Mapping[str, str], name: str, problems: list[str]) -> str:
@@ -39,3 +42,15 @@ def read_secret(env: Mapping[str, str], name: str, problems: list[str]) -> str:
         return ""
     # Editors and `echo` end files with a newline; a key never does.
     return text.strip()
+
+
+def webhook_secret_bytes(secret: str) -> bytes:
+    """The HMAC key of a webhook signing secret: `whsec_<base64>` decoded, any other text as its UTF-8 bytes.
+
+    ValueError when a `whsec_` secret is not base64 after the prefix."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        return secret.encode()
+    try:
+        return base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("a whsec_ secret must be base64 after the prefix") from exc

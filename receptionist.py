@@ -19,6 +19,7 @@ from calls import CallState, Phase
 from config import Settings
 from dialog import Policy, decide
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
+from message_delivery import build_message_delivery
 from runners import CALL_OVER, Runners
 from stores import QueuedEvent, Store, build_store
 from telnyx_client import CallControl, command_id_for
@@ -52,8 +53,10 @@ class Receptionist:
         self._stopping = threading.Event()
         self.scheduler = scheduler or Scheduler()
         self.store = store or build_store(settings, self.scheduler, clock)
-        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock)
+        self.deliveries = build_message_delivery(settings, self.store, clock)
+        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock, self.deliveries)
         self.store.start(self._process)
+        self.deliveries.start()
         self.calls, self.seen, self.queues = self.store.calls, self.store.seen, self.store.queues
 
     # ------------------------------------------------------------ intake (request thread)
@@ -93,6 +96,7 @@ class Receptionist:
         return self._stopping.is_set()
 
     def shutdown(self) -> None:
+        self.deliveries.stop()
         self.store.shutdown()
 
     # ------------------------------------------------------------ graceful exit (see gunicorn.conf.py)

@@ -19,6 +19,7 @@ from commands import (
     Answer,
     AskBrain,
     Command,
+    DeliverMessage,
     FinishCall,
     Hangup,
     Speak,
@@ -39,6 +40,8 @@ from events import (
     speech_client_state,
     transfer_client_state,
 )
+from message_delivery import MessageDelivery
+from staff_messages import StaffMessage, caller_name
 from telnyx_client import CallControl, TelnyxError
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,10 @@ class Runners:
         calls: CallRegistry,
         schedule: Schedule,
         clock: Callable[[], float],
+        deliveries: MessageDelivery,
     ):
         self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
+        self.deliveries, self.business = deliveries, settings.business.name
         self.voice = settings.assistant.voice
         self.language = settings.assistant.language
         self.transcription = transcription_body(settings)
@@ -96,6 +101,8 @@ class Runners:
         if isinstance(command, StartTimer):
             self.schedule(command.delay_s, state.call_control_id, TimerFired(command.name, command.token))
             return None
+        if isinstance(command, DeliverMessage):
+            return self._deliver_message(state, command, command_id)
         if isinstance(command, FinishCall):
             return self._finish(state)
         return self._send(state, command, command_id)
@@ -152,8 +159,18 @@ class Runners:
             log.exception("call=%s brain crashed", state.call_control_id)
             return BrainFailed(type(exc).__name__)
 
+    def _deliver_message(self, state: CallState, command: DeliverMessage, command_id: str) -> None:
+        message = StaffMessage(state.call_control_id, state.caller, state.called, command.text, self.clock(),
+                               self.business, caller_name(command.text))
+        for delivery_id in self.deliveries.take(message, command_id):
+            if delivery_id not in state.deliveries:  # the same event run again adds the same ids
+                state.deliveries.append(delivery_id)
+
     def _finish(self, state: CallState) -> CallOver:
-        self.call_log.write(build_record(state, self.clock(), self.redact))
+        record = build_record(state, self.clock(), self.redact)
+        if state.deliveries:
+            record["message_deliveries"] = self.deliveries.statuses(state.deliveries)
+        self.call_log.write(record)
         self.calls.close(state.call_control_id)
         log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
         return CALL_OVER
