@@ -70,7 +70,8 @@ class Outbox(Protocol):
 class MemoryOutbox:
     """The outbox in this process's memory: for the in-memory store."""
 
-    def __init__(self) -> None:
+    def __init__(self, claim_s: float = CLAIM_S) -> None:
+        self.claim_s = claim_s
         self._items: dict[str, Delivery] = {}
         self._due: dict[str, float] = {}  # pending ids -> when they may be sent next
         self._settled_at: dict[str, float] = {}
@@ -91,7 +92,7 @@ class MemoryOutbox:
             if not due:
                 return None
             item_id = min(due)[1]
-            self._due[item_id] = now + CLAIM_S
+            self._due[item_id] = now + self.claim_s
             claimed = replace(self._items[item_id], attempts=self._items[item_id].attempts + 1)
             self._items[item_id] = claimed
             return claimed

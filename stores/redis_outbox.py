@@ -61,8 +61,8 @@ return 1
 class RedisOutbox:
     """Outbox on the store's Redis. Times are Redis's clock; `now` arguments only serve the retry's delay."""
 
-    def __init__(self, client: redis.Redis, prefix: str):
-        self.redis, self.prefix = client, prefix
+    def __init__(self, client: redis.Redis, prefix: str, claim_s: float = CLAIM_S):
+        self.redis, self.prefix, self.claim_s = client, prefix, claim_s
         self._add = client.register_script(ADD)
         self._claim = client.register_script(CLAIM)
         self._settle = client.register_script(SETTLE)
@@ -73,7 +73,7 @@ class RedisOutbox:
         return bool(self._add(args=[self.prefix, delivery.id, data, DONE_TTL_S]))
 
     def claim(self, now: float) -> Delivery | None:
-        found = self._claim(args=[self.prefix, int(CLAIM_S * 1000)])
+        found = self._claim(args=[self.prefix, int(self.claim_s * 1000)])
         if not found:
             return None
         _, data, attempts = found
