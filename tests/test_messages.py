@@ -198,3 +198,20 @@ def test_sms_text_is_cut_and_a_withheld_number_said_so():
                                         ("My name is Ana, call me", "Ana"), ("this is about my bill", None)])
 def test_a_name_is_taken_only_when_the_caller_gives_one(said, name):
     assert caller_name(said) == name
+
+
+@pytest.mark.parametrize("messages, env, problem", [
+    ({"sms_to": ["555-0100"]}, {}, "messages.sms_to[0]: must be an E.164 number"),
+    ({"webhook_url": "ftp://hooks.example.com"}, {"MESSAGES_WEBHOOK_SECRET": "s"}, "messages.webhook_url: must be"),
+    ({"webhook_url": "https://hooks.example.com"}, {}, "MESSAGES_WEBHOOK_SECRET: not set"),
+    ({"webhook_url": "https://hooks.example.com"}, {"MESSAGES_WEBHOOK_SECRET": "whsec_not base64!"},
+     "MESSAGES_WEBHOOK_SECRET: a whsec_ secret must be base64"),
+])
+def test_message_settings_that_cannot_work_stop_the_service(raw_config, messages, env, problem):
+    from config import ConfigError, build_settings
+
+    raw_config["messages"] = messages
+    raw_config["webhook"]["verify_signatures"] = False
+    with pytest.raises(ConfigError) as caught:
+        build_settings(raw_config, env)
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
