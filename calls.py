@@ -72,6 +72,7 @@ class CallState:
     silence_reprompted: bool = False
     transfer_attempted: bool = False
     transfer_destination: str | None = None
+    person_on_leg: bool = False  # answering machine detection said the transfer leg is a person (or not sure)
     outcome: str = "caller_hung_up"
     escalation_reason: str | None = None
     history: list[Turn] = field(default_factory=list)

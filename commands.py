@@ -44,6 +44,13 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class HangupLeg:
+    """Hang up the transfer leg (a voicemail answered it); the caller's own call goes on."""
+
+    leg: str  # the leg's call_control_id
+
+
+@dataclass(frozen=True)
 class AskBrain:
     utterance: str
 
@@ -67,5 +74,6 @@ class FinishCall:
     """The call is over: write its log line and forget it."""
 
 
-TelnyxCommand = Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
+TelnyxCommand = (Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
+                 | HangupLeg)
 Command = TelnyxCommand | AskBrain | StartTimer | DeliverMessage | FinishCall

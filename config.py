@@ -231,6 +231,7 @@ class TransferConfig(Section):
     default_destination: Destination = None  # empty: take a message instead
     after_hours_destination: Destination = None  # empty: after hours, take a message instead
     ring_timeout_s: Annotated[StrictInt, _between(5, 120)] = 30
+    machine_detection: StrictBool = False  # answering machine detection on the transfer leg (costs per call)
 
 
 class TranscriptionConfig(Section):

@@ -22,6 +22,7 @@ from commands import (
     DeliverMessage,
     FinishCall,
     Hangup,
+    HangupLeg,
     Speak,
     StartTimer,
     StartTranscription,
@@ -56,6 +57,7 @@ class Policy:
     canary_percent: float
     hours: OpeningHours | None = None  # None: always open
     after_hours_destination: str | None = None
+    machine_detection: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -72,6 +74,7 @@ class Policy:
             canary_percent=settings.ai.canary_percent,
             hours=settings.business.opening_hours(),
             after_hours_destination=settings.transfer.after_hours_destination,
+            machine_detection=settings.transfer.machine_detection,
         )
 
 
@@ -269,15 +272,31 @@ def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list[Com
 def on_leg_connected(state: CallState, event: CallEvent | LegEvent, policy: Policy) -> list[Command]:
     if state.phase is not Phase.TRANSFERRING:
         return []
+    if policy.machine_detection and not state.person_on_leg:
+        return []  # answered, but maybe by a voicemail: answering machine detection decides (on_machine_detected)
     state.phase = Phase.BRIDGED
     state.outcome = "transferred"
     return [StopTranscription()]
 
 
 def on_leg_hangup(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
+    if state.phase is Phase.BRIDGED and policy.machine_detection:
+        # The transfer parks the caller when the leg ends (so that a voicemail can be dropped, on_machine_detected):
+        # after a conversation with a person, that is the end of the call.
+        return [Hangup()]
     if state.phase is not Phase.TRANSFERRING:
         return []
     return offer_message(state, policy, "transfer not answered")
+
+
+def on_machine_detected(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
+    """Answering machine detection on the transfer leg: a machine is hung up and counts as nobody answering."""
+    if state.phase is not Phase.TRANSFERRING:
+        return []
+    if event.event.payload.get("result") == "machine":
+        return [HangupLeg(event.event.call_control_id), *offer_message(state, policy, "transfer reached voicemail")]
+    state.person_on_leg = True  # "human", or "not_sure": better a person put through than a caller dropped
+    return on_leg_connected(state, event, policy)
 
 
 def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) -> list[Command]:
@@ -458,6 +477,7 @@ HANDLERS: dict[str, Handler] = {
     LegEvent.PREFIX + "call.answered": on_leg_connected,
     LegEvent.PREFIX + "call.bridged": on_leg_connected,
     LegEvent.PREFIX + "call.hangup": on_leg_hangup,
+    LegEvent.PREFIX + "call.machine.detection.ended": on_machine_detected,
     CommandFailed.event_type: on_command_failed,
     BrainReplied.event_type: on_brain_replied,
     BrainFailed.event_type: on_brain_failed,

@@ -22,6 +22,7 @@ from commands import (
     DeliverMessage,
     FinishCall,
     Hangup,
+    HangupLeg,
     Speak,
     StartTimer,
     StartTranscription,
@@ -82,6 +83,11 @@ class Runners:
         self.language = settings.assistant.language
         self.transcription = transcription_body(settings)
         self.ring_timeout_s = settings.transfer.ring_timeout_s
+        # Detection, and a caller parked (not hung up) when the leg ends, so that a voicemail leg can be dropped.
+        self.machine_detection = (
+            {"answering_machine_detection": "detect", "park_after_unbridge": "self"}
+            if settings.transfer.machine_detection else {}
+        )
         self.redact = settings.call_log.redact_transcripts
         self.call_log = CallLog(settings.call_log.path)
         self._verbs: dict[type, Callable[[CallState, Any, str], bool]] = {
@@ -92,6 +98,7 @@ class Runners:
             StopPlayback: self._playback_stop,
             Transfer: self._transfer,
             Hangup: self._hangup,
+            HangupLeg: self._hangup_leg,
         }
 
     def run(self, state: CallState, command: Command, command_id: str) -> FollowUp:
@@ -145,10 +152,15 @@ class Runners:
             timeout_secs=self.ring_timeout_s,
             target_leg_client_state=transfer_client_state(state.call_control_id),
             command_id=command_id,
+            **self.machine_detection,
         )
 
     def _hangup(self, state: CallState, command: Hangup, command_id: str) -> bool:
         return self.telnyx.hangup(state.call_control_id, command_id=command_id)
+
+    def _hangup_leg(self, state: CallState, command: HangupLeg, command_id: str) -> bool:
+        self.telnyx.hangup(command.leg, command_id=command_id)
+        return True  # a leg already gone is what was wanted; the caller's call goes on either way
 
     def _ask_brain(self, state: CallState, command: AskBrain) -> Event:
         try:
