@@ -30,11 +30,15 @@ ONE_SHOT = frozenset({"answer", "hangup", "reject"})
 
 @dataclass
 class TransferPlan:
-    """What the transfer target does: answer after `ring_s` and talk for `talk_s`, or never answer."""
+    """What the transfer target does: answer after `ring_s` and talk for `talk_s`, or never answer.
+
+    `machine`: a voicemail answers, and plays its greeting until someone hangs it up (as a real one records).
+    """
 
     answer: bool = True
     ring_s: float = 2.0
     talk_s: float = 2.0
+    machine: bool = False
 
 
 @dataclass
@@ -214,8 +218,14 @@ class Carrier:
     def _hangup(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
         if leg is call.a:
             self._end_call(call, "normal_clearing", "callee")
-        else:
-            self._end_leg(call, leg, "normal_clearing", "callee")
+            return None
+        bridged = leg.state == "answered"
+        self._end_leg(call, leg, "normal_clearing", "callee")
+        if bridged:
+            call.bridged_to, call.transfer_failed_at = None, time.monotonic()
+            call.note("network", f"{leg.to_number} hung up by the service; bridge ended")
+            if not leg.park_after_unbridge:  # Telnyx's default: the other leg is hung up too
+                self._end_call(call, "normal_clearing", "callee")
         return None
 
     def _transcription_start(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
@@ -284,7 +294,9 @@ class Carrier:
         if any(b.state != "hangup" for b in call.b_legs):
             call.duplicate_effects += 1  # a second transfer while the first is still ringing or bridged
         b_leg = Leg("outgoing", body.get("from", call.a.to_number), body["to"], call.a.call_session_id,
-                    client_state=body.get("target_leg_client_state"), state="bridging")
+                    client_state=body.get("target_leg_client_state"), state="bridging",
+                    machine_detection=body.get("answering_machine_detection", "disabled") != "disabled",
+                    park_after_unbridge=body.get("park_after_unbridge") == "self")
         call.b_legs.append(b_leg)
         call.transfers.append(body["to"])
         self._legs[b_leg.call_control_id] = (call, b_leg)
@@ -307,11 +319,15 @@ class Carrier:
                 return
             b_leg.state = "answered"
             call.bridged_to = b_leg.to_number
-            call.note("network", f"{b_leg.to_number} answered; bridged")
+            machine = call.transfer_plan.machine
+            call.note("network", f"{b_leg.to_number} answered{' by voicemail' if machine else ''}; bridged")
             self.emit(events.answered(b_leg))
             self.emit(events.bridged(call.a))
             self.emit(events.bridged(b_leg))
-            self.scheduler.call_later(call.transfer_plan.talk_s * self.speed, lambda: self.hang_up(call))
+            if b_leg.machine_detection:
+                self.emit(events.machine_detection_ended(b_leg, "machine" if machine else "human"))
+            if not machine:
+                self.scheduler.call_later(call.transfer_plan.talk_s * self.speed, lambda: self.hang_up(call))
             self.changed.notify_all()
 
     def _b_times_out(self, call: SimCall, b_leg: Leg) -> None:

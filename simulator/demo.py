@@ -16,7 +16,7 @@ from simulator.network import Network, NetworkOptions
 from simulator.redis_server import RedisServer
 from simulator.runner import run_scenarios
 from simulator.scenario import all_scenario_paths, load_scenario
-from simulator.service import Service, start_service
+from simulator.service import Service, after_hours_overrides, start_service
 
 REDIS_INSTANCES, REDIS_WORKERS = 2, 2
 
@@ -31,7 +31,14 @@ def run_demo(speed: float = 0.1, out: Callable[[str], None] = print, redis: bool
         with _services(network, redis, out) as services:
             network.webhook_urls = [service.webhook_url for service in services]
             out(f"call log          {services[0].call_log_path}\n")
-            results = run_scenarios(network, scenarios, services[0].call_log_path, out=out)
+            opened = [scenario for scenario in scenarios if not scenario.after_hours]
+            results = run_scenarios(network, opened, services[0].call_log_path, out=out)
+        closed = [scenario for scenario in scenarios if scenario.after_hours]
+        if closed:
+            with start_service(network.service_env(), overrides=after_hours_overrides()) as service:
+                network.webhook_urls = [service.webhook_url]
+                out(f"\nservice           {service.url} (gunicorn, in memory; the clinic is closed today)\n")
+                results += run_scenarios(network, closed, service.call_log_path, out=out)
     return all(result.passed for result in results)
 
 

@@ -15,7 +15,7 @@ STEP_KINDS = ("say", "dtmf", "wait_s", "hangup")
 EXPECT_KEYS = frozenset({
     "outcome", "transferred_to", "spoke_goodbye_before_hangup", "assistant_said_contains",
     "assistant_said_times", "max_commands_after_hangup", "message_taken", "max_duplicate_effects",
-    "transfer_attempts",
+    "transfer_attempts", "sms_sent",
 })
 
 
@@ -51,6 +51,7 @@ class Scenario:
     transfer: TransferPlan = field(default_factory=TransferPlan)
     expect: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 60.0
+    after_hours: bool = False  # placed to a service whose business is closed today (service.after_hours_overrides)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -83,6 +84,7 @@ def parse_scenario(raw: Any, default_name: str = "scenario") -> Scenario:
         transfer=TransferPlan(**(raw.get("transfer") or {})),
         expect=dict(expect),
         timeout_s=float(raw.get("timeout_s", 60.0)),
+        after_hours=bool(raw.get("after_hours", False)),
     )
 
 
