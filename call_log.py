@@ -32,6 +32,8 @@ def build_record(state: CallState, ended_at: float, redact: bool = True) -> dict
         "escalation_reason": _maybe(clean, state.escalation_reason),
         "turns": [_turn(turn, clean) for turn in state.turns],
         "messages": [clean(message) for message in state.messages],
+        "recording": state.recording,
+        "recording_url": state.recording_url,
     }
 
 

@@ -72,6 +72,9 @@ class CallState:
     silence_reprompted: bool = False
     transfer_attempted: bool = False
     transfer_destination: str | None = None
+    recording: str = "off"  # off, pending (the notice is playing), on, declined (the caller said no)
+    notice_speech: int = 0  # the number of the speech carrying the recording notice
+    recording_url: str | None = None
     person_on_leg: bool = False  # answering machine detection said the transfer leg is a person (or not sure)
     outcome: str = "caller_hung_up"
     escalation_reason: str | None = None

@@ -44,6 +44,16 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class StartRecording:
+    """Record the call (dual channel, mp3); sent only once the consent notice has been heard."""
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    pass
+
+
+@dataclass(frozen=True)
 class HangupLeg:
     """Hang up the transfer leg (a voicemail answered it); the caller's own call goes on."""
 
@@ -75,5 +85,5 @@ class FinishCall:
 
 
 TelnyxCommand = (Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
-                 | HangupLeg)
+                 | HangupLeg | StartRecording | StopRecording)
 Command = TelnyxCommand | AskBrain | StartTimer | DeliverMessage | FinishCall

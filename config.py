@@ -304,6 +304,14 @@ class MessagesConfig(Section):
     first_retry_s: Annotated[StrictFloat, _between(0.01, 600)] = 5.0
 
 
+class RecordingConfig(Section):
+    """Call recording with the caller's consent: off unless enabled (README, "Recording calls")."""
+
+    enabled: StrictBool = False
+    notice: Line = "This call may be recorded. If you'd rather it wasn't, just say so at any time."
+    stopped: Line = "Of course. This call is no longer being recorded."
+
+
 class CallLogConfig(Section):
     path: StrictStr | None = "call_log.jsonl"  # empty: no call log
     redact_transcripts: StrictBool = True
@@ -350,6 +358,7 @@ class Settings(Section):
     calls: CallsConfig = CallsConfig()
     redis: RedisConfig = RedisConfig()
     messages: MessagesConfig = MessagesConfig()
+    recording: RecordingConfig = RecordingConfig()
     call_log: CallLogConfig = CallLogConfig()
     logging: LoggingConfig = LoggingConfig()
     _secrets: Secrets = Secrets()

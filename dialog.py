@@ -24,9 +24,11 @@ from commands import (
     Hangup,
     HangupLeg,
     Speak,
+    StartRecording,
     StartTimer,
     StartTranscription,
     StopPlayback,
+    StopRecording,
     StopTranscription,
     Transfer,
 )
@@ -58,11 +60,13 @@ class Policy:
     hours: OpeningHours | None = None  # None: always open
     after_hours_destination: str | None = None
     machine_detection: bool = False
+    recording: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            lines=settings.assistant.model_dump(),
+            lines={**settings.assistant.model_dump(), "recording_notice": settings.recording.notice,
+                   "recording_stopped": settings.recording.stopped},
             min_asr_confidence=settings.dialog.min_asr_confidence,
             min_confidence=settings.dialog.min_confidence,
             max_low_confidence_turns=settings.dialog.max_low_confidence_turns,
@@ -75,6 +79,7 @@ class Policy:
             hours=settings.business.opening_hours(),
             after_hours_destination=settings.transfer.after_hours_destination,
             machine_detection=settings.transfer.machine_detection,
+            recording=settings.recording.enabled,
         )
 
 
@@ -101,6 +106,16 @@ _LEAVE_MESSAGE = re.compile(r"\b(leave|take|pass on|give them) (a |my |them a )?
 def asks_to_leave_message(utterance: str) -> bool:
     """"Can I leave a message?": go straight to taking it, whatever the brain would say."""
     return bool(_LEAVE_MESSAGE.search(utterance))
+
+
+_DECLINES_RECORDING = re.compile(
+    r"\b(stop|don'?t|do not|didn'?t|rather not|not|no)\b[\w\s',]{0,30}?\brecord", re.IGNORECASE
+)
+
+
+def declines_recording(utterance: str) -> bool:
+    """"Please don't record this", "stop recording", "no recording": consent withdrawn, whatever the brain thinks."""
+    return bool(_DECLINES_RECORDING.search(utterance))
 
 
 def asks_for_person(utterance: str) -> bool:
@@ -162,7 +177,12 @@ def greet(state: CallState, policy: Policy) -> list[Command]:
     if not state.ai:
         return escalate(state, policy, "ai disabled for this call")
     greeting = state.after_hours and policy.lines.get("after_hours_greeting") or policy.lines["greeting"]
-    return [*say(state, greeting), StartTranscription()]
+    if not policy.recording:
+        return [*say(state, greeting), StartTranscription()]
+    # The notice is part of the greeting; recording starts once that speech has played to its end (speech_ended).
+    commands = say(state, f"{greeting} {policy.lines['recording_notice']}")
+    state.recording, state.notice_speech = "pending", state.last_speech
+    return [*commands, StartTranscription()]
 
 
 def on_speak_ended(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
@@ -190,13 +210,23 @@ def playing(state: CallState, tag: int) -> bool:
 
 def speech_ended(state: CallState, policy: Policy) -> list[Command]:
     """One queued speech has finished (or failed); when none is left, run what waited for it, or listen."""
+    consent = notice_heard(state, state.last_speech - state.speaking + 1)  # speech plays in order: the oldest ended
     state.speaking = max(0, state.speaking - 1)
     if state.speaking:
-        return []
+        return consent
     if state.after_speech is not None:
         pending, state.after_speech = state.after_speech, None
-        return [pending]
-    return listen(state, policy)
+        return [*consent, pending]
+    return consent + listen(state, policy)
+
+
+def notice_heard(state: CallState, ended: int) -> list[Command]:
+    """The recording notice played to its end: only now may recording start. A notice cut short (barge-in,
+    a failed speak) never ends here, and the call is not recorded."""
+    if state.recording != "pending" or ended != state.notice_speech:
+        return []
+    state.recording = "on"
+    return [StartRecording()]
 
 
 def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
@@ -302,6 +332,8 @@ def on_machine_detected(state: CallState, event: LegEvent, policy: Policy) -> li
 def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) -> list[Command]:
     """Telnyx refused a command: carry on so that the caller is never left in silence."""
     failed = event.command
+    if isinstance(failed, StartRecording) or isinstance(failed, Speak) and failed.tag == state.notice_speech:
+        state.recording = "off" if state.recording in ("pending", "on") else state.recording
     if isinstance(failed, Speak):
         if not playing(state, failed.tag):
             return []  # stopped or counted already
@@ -311,6 +343,21 @@ def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) ->
     # Answer, hangup, starting or stopping transcription, stopping playback: logged by the runner, and the
     # call goes on. A transcription_start refused with 90054 means it is already running, for example.
     return []
+
+
+def on_recording_saved(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
+    """The recording's file is ready: keep its URL with the call's record (runners.py when the call has ended)."""
+    state.recording_url = recording_url(event.payload) or state.recording_url
+    return []
+
+
+def recording_url(payload: dict[str, Any]) -> str | None:
+    """The mp3's URL from a call.recording.saved payload (public URL first), or None."""
+    for key in ("public_recording_urls", "recording_urls"):
+        urls = payload.get(key)
+        if isinstance(urls, dict) and isinstance(urls.get("mp3"), str) and urls["mp3"]:
+            return urls["mp3"]
+    return None
 
 
 def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> list[Command]:
@@ -349,7 +396,9 @@ def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list[Comman
 
 
 def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Command]:
-    """A final transcript: take a message, escalate, reprompt, or ask the brain."""
+    """A final transcript: stop recording, take a message, escalate, reprompt, or ask the brain."""
+    if state.recording in ("pending", "on") and declines_recording(turn.transcript):
+        return stop_recording(state, policy)
     if state.phase is Phase.TAKING_MESSAGE:
         state.messages.append(turn.transcript)
         state.outcome = "message_taken"
@@ -364,6 +413,13 @@ def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Comm
     if len(state.turns) > policy.max_turns:
         return escalate(state, policy, "turn limit reached")
     return [AskBrain(turn.transcript)]
+
+
+def stop_recording(state: CallState, policy: Policy) -> list[Command]:
+    """The caller does not want to be recorded: stop (or never start) and say so."""
+    stop = [StopRecording()] if state.recording == "on" else []
+    state.recording = "declined"
+    return stop + say(state, policy.lines["recording_stopped"])
 
 
 def low_confidence(state: CallState, policy: Policy, reason: str) -> list[Command]:
@@ -478,6 +534,7 @@ HANDLERS: dict[str, Handler] = {
     LegEvent.PREFIX + "call.bridged": on_leg_connected,
     LegEvent.PREFIX + "call.hangup": on_leg_hangup,
     LegEvent.PREFIX + "call.machine.detection.ended": on_machine_detected,
+    "call.recording.saved": on_recording_saved,
     CommandFailed.event_type: on_command_failed,
     BrainReplied.event_type: on_brain_replied,
     BrainFailed.event_type: on_brain_failed,

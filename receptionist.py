@@ -17,7 +17,7 @@ from collections.abc import Callable
 from brains import Brain
 from calls import CallState, Phase
 from config import Settings
-from dialog import Policy, decide
+from dialog import Policy, decide, recording_url
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
 from message_delivery import build_message_delivery
 from runners import CALL_OVER, Runners
@@ -147,6 +147,9 @@ class Receptionist:
                 # ended, so the late call.initiated cannot open a call that would then live until expiry.
                 self.calls.close(call_control_id)
                 return
+            if _recording_saved(item) and self.calls.has_ended(call_control_id):
+                self.runners.recording_saved_after_call(call_control_id, recording_url(item.payload))
+                return
             if not _starts_call(item):
                 log.debug("call=%s event=%s for no live call, ignored", call_control_id, item.event_type)
                 return
@@ -219,6 +222,10 @@ def _never_initiated(state: CallState) -> bool:
 def _orphaned(item: Event) -> bool:
     """An event showing a caller is still there, on a call this process has no state for."""
     return isinstance(item, CallEvent) and item.event_type in ORPHAN_EVENTS
+
+
+def _recording_saved(item: Event) -> bool:
+    return isinstance(item, CallEvent) and item.event_type == "call.recording.saved"
 
 
 def _ends_call(item: Event) -> bool:

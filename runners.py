@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from brains import Brain, BrainError
@@ -24,9 +25,11 @@ from commands import (
     Hangup,
     HangupLeg,
     Speak,
+    StartRecording,
     StartTimer,
     StartTranscription,
     StopPlayback,
+    StopRecording,
     StopTranscription,
     TelnyxCommand,
     Transfer,
@@ -99,6 +102,8 @@ class Runners:
             Transfer: self._transfer,
             Hangup: self._hangup,
             HangupLeg: self._hangup_leg,
+            StartRecording: self._record_start,
+            StopRecording: self._record_stop,
         }
 
     def run(self, state: CallState, command: Command, command_id: str) -> FollowUp:
@@ -158,6 +163,12 @@ class Runners:
     def _hangup(self, state: CallState, command: Hangup, command_id: str) -> bool:
         return self.telnyx.hangup(state.call_control_id, command_id=command_id)
 
+    def _record_start(self, state: CallState, command: StartRecording, command_id: str) -> bool:
+        return self.telnyx.record_start(state.call_control_id, command_id=command_id, format="mp3", channels="dual")
+
+    def _record_stop(self, state: CallState, command: StopRecording, command_id: str) -> bool:
+        return self.telnyx.record_stop(state.call_control_id, command_id=command_id)
+
     def _hangup_leg(self, state: CallState, command: HangupLeg, command_id: str) -> bool:
         self.telnyx.hangup(command.leg, command_id=command_id)
         return True  # a leg already gone is what was wanted; the caller's call goes on either way
@@ -177,6 +188,12 @@ class Runners:
         for delivery_id in self.deliveries.take(message, command_id):
             if delivery_id not in state.deliveries:  # the same event run again adds the same ids
                 state.deliveries.append(delivery_id)
+
+    def recording_saved_after_call(self, call_control_id: str, url: str | None) -> None:
+        """A recording's file came after its call's line was written (as it usually does): a line of its own."""
+        self.call_log.write({"record": "recording", "call_control_id": call_control_id, "recording_url": url,
+                             "at": datetime.fromtimestamp(self.clock(), UTC).isoformat()})
+        log.info("call=%s recording saved", call_control_id)
 
     def _finish(self, state: CallState) -> CallOver:
         record = build_record(state, self.clock(), self.redact)

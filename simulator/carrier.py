@@ -24,7 +24,8 @@ UNKNOWN_CALL = "90015"
 NOT_ANSWERED = "90034"
 TRANSCRIPTION_RUNNING = "90054"
 CHARS_PER_SECOND = 15.0
-NEEDS_ANSWER = frozenset({"speak", "transcription_start", "transcription_stop", "playback_stop"})
+NEEDS_ANSWER = frozenset({"speak", "transcription_start", "transcription_stop", "playback_stop", "record_start",
+                          "record_stop"})
 ONE_SHOT = frozenset({"answer", "hangup", "reject"})
 
 
@@ -79,6 +80,8 @@ class SimCall:
     bridged_to: str | None = None
     transfers: list[str] = field(default_factory=list)
     transfer_failed_at: float | None = None
+    recording_since: str | None = None  # record_start's time while recording
+    recordings_saved: int = 0
     ended_at: float | None = None
     hangup_source: str | None = None
     hangup_acked_at: float | None = None
@@ -117,6 +120,7 @@ class Carrier:
             "answer": self._answer, "reject": self._reject, "hangup": self._hangup, "speak": self._speak,
             "transcription_start": self._transcription_start, "transcription_stop": self._transcription_stop,
             "playback_stop": self._playback_stop, "transfer": self._transfer,
+            "record_start": self._record_start, "record_stop": self._record_stop,
         }
 
     # ----- the caller's side -------------------------------------------------------------
@@ -238,6 +242,27 @@ class Carrier:
         call.transcribing = False
         return None
 
+    # ----- recording ------------------------------------------------------------------------
+
+    def _record_start(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
+        if call.recording_since is None:
+            call.recording_since = events.now_iso()
+            call.note("network", f"recording ({body['channels']} channel, {body['format']})")
+        return None
+
+    def _record_stop(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
+        self._save_recording(call)
+        return None
+
+    def _save_recording(self, call: SimCall) -> None:
+        """Stop recording, if it was, and report the file as Telnyx does, with call.recording.saved."""
+        if call.recording_since is None:
+            return
+        call.note("network", "recording stopped and saved")
+        self.emit(events.recording_saved(call.a, call.recording_since))
+        call.recording_since = None
+        call.recordings_saved += 1
+
     # ----- speech ---------------------------------------------------------------------------
 
     def _speak(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
@@ -348,6 +373,7 @@ class Carrier:
         call.transcribing = False
         call.hangup_source = source
         self._end_leg(call, call.a, cause, source)
+        self._save_recording(call)
         call.ended_at = time.monotonic()
         for b_leg in call.b_legs:
             if b_leg.state != "hangup":

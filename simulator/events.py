@@ -136,3 +136,11 @@ def hangup(leg: Leg, cause: str, source: str) -> WebhookEvent:
 def machine_detection_ended(leg: Leg, result: str) -> WebhookEvent:
     """Answering machine detection's verdict on a leg: human, machine or not_sure."""
     return WebhookEvent("call.machine.detection.ended", {**leg.common(), **leg.numbers(), "result": result})
+
+
+def recording_saved(leg: Leg, started_at: str) -> WebhookEvent:
+    """A recording's file is ready; the URLs are made up and lead nowhere."""
+    urls = {"mp3": f"https://recordings.example.invalid/{leg.call_leg_id}.mp3"}
+    payload = {**leg.common(), "channels": "dual", "recording_started_at": started_at, "recording_ended_at": now_iso(),
+               "recording_urls": urls, "public_recording_urls": urls}
+    return WebhookEvent("call.recording.saved", payload)

@@ -26,6 +26,7 @@ CALL_FIXTURES = [
     "call_playback_ended",
     "call_bridged",
     "call_hangup",
+    "call_recording_saved",
 ]
 TRANSFER_FIXTURES = [
     "transfer_leg_initiated",
