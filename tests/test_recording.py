@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from fakes import ManualScheduler
 from test_receptionist import CALL, deliver, fresh, speak_ended
 
 from brains import BrainReply
@@ -16,6 +15,7 @@ from commands import AskBrain, Speak, StartRecording, StartTimer, StartTranscrip
 from config import build_settings
 from dialog import Policy, decide, declines_recording
 from events import BrainReplied, CallEvent, CommandFailed, speech_client_state
+from fakes import ManualScheduler
 from receptionist import Receptionist
 from spec import validate_request
 from store_setup import with_own_store
