@@ -127,6 +127,17 @@ def _message_taken(view: CallView, value: bool) -> Check:
     return Check(name, bool(messages) == value, f"{len(messages)} message(s)")
 
 
+def _recorded(view: CallView, value: bool) -> Check:
+    """Recording started (once) only after the first speech, which carries the consent notice, had played."""
+    starts = view.acted("record_start")
+    notice = view.call.speeches[0] if view.call.speeches else None
+    heard_first = bool(starts) and notice is not None and notice.ended_at is not None and \
+        starts[0].at >= notice.ended_at
+    ok = (len(starts) == 1 and heard_first) if value else not starts
+    detail = f"{len(starts)} record_start, " + ("after the notice ended" if heard_first else "not after the notice")
+    return Check("recorded after the notice" if value else "not recorded", ok, detail)
+
+
 def _sms_sent(view: CallView, value: int) -> Check:
     sent = view.acted("messages")
     return Check("sms sent", len(sent) == value, f"{len(sent)} to {', '.join(r.body['to'] for r in sent) or 'nobody'}")
@@ -169,4 +180,5 @@ CHECKS: dict[str, Callable[[CallView, Any], Check]] = {
     "max_duplicate_effects": _max_duplicate_effects,
     "message_taken": _message_taken,
     "sms_sent": _sms_sent,
+    "recorded": _recorded,
 }

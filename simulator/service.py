@@ -38,6 +38,13 @@ def after_hours_overrides() -> dict[str, Any]:
     """The business closed all of yesterday, today and tomorrow (UTC dates: today wherever its time zone is)."""
     today = datetime.now(UTC).date()
     return {"business.closed_on": [today + timedelta(days=days) for days in (-1, 0, 1)]}
+
+
+def scenario_overrides(service: str) -> dict[str, Any]:
+    """The config a scenario's `service` names (simulator/scenario.py, SERVICES): none for the default one."""
+    if service == "after_hours":
+        return after_hours_overrides()
+    return {"recording.enabled": True} if service == "recording" else {}
 REMOVED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
