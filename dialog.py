@@ -39,6 +39,7 @@ from hours import OpeningHours
 CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
 SPEECH_GUARD_S = 5.0  # added to that estimate: Telnyx's speech synthesis takes a moment to start
 MAX_TRANSCRIPT_CHARS = 2000  # what one caller turn may carry into the brain and the call log
+UNBRIDGED_TIMER, UNBRIDGED_WAIT_S = "unbridged", 2.0  # after the transfer leg hangs up, wait for the caller's hangup
 
 # ---------------------------------------------------------------- policy (from config)
 
@@ -312,8 +313,9 @@ def on_leg_connected(state: CallState, event: CallEvent | LegEvent, policy: Poli
 def on_leg_hangup(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
     if state.phase is Phase.BRIDGED and policy.machine_detection:
         # The transfer parks the caller when the leg ends (so that a voicemail can be dropped, on_machine_detected):
-        # after a conversation with a person, that is the end of the call.
-        return [Hangup()]
+        # after a conversation with a person, that is the end of the call. When the caller hung up first, their own
+        # call.hangup may still be on its way: wait a moment for it before hanging up a call that has ended.
+        return [StartTimer(UNBRIDGED_TIMER, UNBRIDGED_WAIT_S, 0)]
     if state.phase is not Phase.TRANSFERRING:
         return []
     return offer_message(state, policy, "transfer not answered")
@@ -321,11 +323,14 @@ def on_leg_hangup(state: CallState, event: LegEvent, policy: Policy) -> list[Com
 
 def on_machine_detected(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
     """Answering machine detection on the transfer leg: a machine is hung up and counts as nobody answering."""
-    if state.phase is not Phase.TRANSFERRING:
-        return []
-    if event.event.payload.get("result") == "machine":
+    result = event.event.payload.get("result")
+    if not policy.machine_detection or state.phase is not Phase.TRANSFERRING:
+        return []  # not asked for (a stray result), or too late
+    if result == "machine":
         return [HangupLeg(event.event.call_control_id), *offer_message(state, policy, "transfer reached voicemail")]
-    state.person_on_leg = True  # "human", or "not_sure": better a person put through than a caller dropped
+    if result not in ("human", "not_sure"):
+        return []  # a result this service does not know: wait for the leg's other events
+    state.person_on_leg = True  # a doubt is put through: better than a caller dropped
     return on_leg_connected(state, event, policy)
 
 
@@ -385,6 +390,8 @@ def on_brain_failed(state: CallState, event: BrainFailed, policy: Policy) -> lis
 def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list[Command]:
     if event.name == "silence" and event.token == state.silence_token and not state.speaking:
         return on_silence(state, policy)
+    if event.name == UNBRIDGED_TIMER and state.phase is Phase.BRIDGED:
+        return [Hangup()]  # the person hung up and the caller, parked, is still there
     if event.name == "speech_guard" and event.token == state.speech_token and state.after_speech:
         state.speaking = 0
         pending, state.after_speech = state.after_speech, None

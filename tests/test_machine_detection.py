@@ -94,7 +94,20 @@ def test_after_the_person_hangs_up_the_parked_caller_is_hung_up(make, telnyx):
     receptionist = make(machine_detection=True)
     transferring(receptionist)
     deliver(receptionist, on_the_leg("transfer_leg_answered"), detection("human"), on_the_leg("call_hangup"))
+    assert "hangup" not in telnyx.actions()  # the caller's own hangup may be on its way: wait for it
+    receptionist.scheduler.fire_all()
+    receptionist.queues.wait_idle(5)
     assert [(c.action, c.call_control_id) for c in telnyx.commands][-1] == ("hangup", CALL)
+
+
+def test_when_the_caller_hung_up_first_nothing_is_sent(make, telnyx):
+    receptionist = make(machine_detection=True)
+    transferring(receptionist)
+    deliver(receptionist, on_the_leg("transfer_leg_answered"), detection("human"), on_the_leg("call_hangup"),
+            "call_hangup")
+    receptionist.scheduler.fire_all()
+    receptionist.queues.wait_idle(5)
+    assert "hangup" not in telnyx.actions()
 
 
 def test_without_detection_an_answer_is_a_person(make, telnyx):
