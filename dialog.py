@@ -24,15 +24,14 @@ from commands import (
     Hangup,
     HangupLeg,
     Speak,
-    StartRecording,
     StartTimer,
     StartTranscription,
     StopPlayback,
-    StopRecording,
     StopTranscription,
     Transfer,
 )
 from config import Settings
+from consent import declines_recording, notice_heard, recording_failed, recording_url, withdraw_consent
 from events import BrainFailed, BrainReplied, CallEvent, CallExpired, CommandFailed, Event, LegEvent, TimerFired
 from hours import OpeningHours
 
@@ -107,16 +106,6 @@ _LEAVE_MESSAGE = re.compile(r"\b(leave|take|pass on|give them) (a |my |them a )?
 def asks_to_leave_message(utterance: str) -> bool:
     """"Can I leave a message?": go straight to taking it, whatever the brain would say."""
     return bool(_LEAVE_MESSAGE.search(utterance))
-
-
-_DECLINES_RECORDING = re.compile(
-    r"\b(stop|don'?t|do not|didn'?t|rather not|not|no)\b[\w\s',]{0,30}?\brecord", re.IGNORECASE
-)
-
-
-def declines_recording(utterance: str) -> bool:
-    """"Please don't record this", "stop recording", "no recording": consent withdrawn, whatever the brain thinks."""
-    return bool(_DECLINES_RECORDING.search(utterance))
 
 
 def asks_for_person(utterance: str) -> bool:
@@ -219,15 +208,6 @@ def speech_ended(state: CallState, policy: Policy) -> list[Command]:
         pending, state.after_speech = state.after_speech, None
         return [*consent, pending]
     return consent + listen(state, policy)
-
-
-def notice_heard(state: CallState, ended: int) -> list[Command]:
-    """The recording notice played to its end: only now may recording start. A notice cut short (barge-in,
-    a failed speak) never ends here, and the call is not recorded."""
-    if state.recording != "pending" or ended != state.notice_speech:
-        return []
-    state.recording = "on"
-    return [StartRecording()]
 
 
 def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
@@ -337,8 +317,7 @@ def on_machine_detected(state: CallState, event: LegEvent, policy: Policy) -> li
 def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) -> list[Command]:
     """Telnyx refused a command: carry on so that the caller is never left in silence."""
     failed = event.command
-    if isinstance(failed, StartRecording) or isinstance(failed, Speak) and failed.tag == state.notice_speech:
-        state.recording = "off" if state.recording in ("pending", "on") else state.recording
+    recording_failed(state, failed)
     if isinstance(failed, Speak):
         if not playing(state, failed.tag):
             return []  # stopped or counted already
@@ -354,15 +333,6 @@ def on_recording_saved(state: CallState, event: CallEvent, policy: Policy) -> li
     """The recording's file is ready: keep its URL with the call's record (runners.py when the call has ended)."""
     state.recording_url = recording_url(event.payload) or state.recording_url
     return []
-
-
-def recording_url(payload: dict[str, Any]) -> str | None:
-    """The mp3's URL from a call.recording.saved payload (public URL first), or None."""
-    for key in ("public_recording_urls", "recording_urls"):
-        urls = payload.get(key)
-        if isinstance(urls, dict) and isinstance(urls.get("mp3"), str) and urls["mp3"]:
-            return urls["mp3"]
-    return None
 
 
 def on_brain_replied(state: CallState, event: BrainReplied, policy: Policy) -> list[Command]:
@@ -424,9 +394,7 @@ def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Comm
 
 def stop_recording(state: CallState, policy: Policy) -> list[Command]:
     """The caller does not want to be recorded: stop (or never start) and say so."""
-    stop = [StopRecording()] if state.recording == "on" else []
-    state.recording = "declined"
-    return stop + say(state, policy.lines["recording_stopped"])
+    return withdraw_consent(state) + say(state, policy.lines["recording_stopped"])
 
 
 def low_confidence(state: CallState, policy: Policy, reason: str) -> list[Command]:

@@ -34,6 +34,7 @@ CLAIM_S = 60.0  # longer than any one send can take (message_senders.py: connect
 DONE_TTL_S = 7 * 24 * 3600  # how long a delivered or failed id is remembered
 MAX_BACKOFF_S = 600.0
 POLL_S = 0.25  # how often an idle worker looks for due deliveries another process added or a retry made due
+FAILURE_PAUSE_S = 5.0  # after a round that raised (Redis unreachable): one log line per pause, not a flood
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
@@ -166,8 +167,9 @@ class OutboxWorker:
             try:
                 worked = self.run_once()
             except Exception:  # a store outage or a bug must not end deliveries for good
-                log.exception("outbox: delivery round failed; trying again")
-                worked = False
+                log.exception("outbox: delivery round failed; trying again in %.0f s", FAILURE_PAUSE_S)
+                self._stop.wait(FAILURE_PAUSE_S)
+                continue
             if not worked:
                 self._wake.wait(POLL_S)
                 self._wake.clear()

@@ -150,3 +150,30 @@ def test_the_worker_gives_up_after_max_attempts(make_outbox, tmp_path):
     _, lines = run_worker(outbox, sender, tmp_path, max_attempts=3)
     assert sender.calls == [1, 2, 3] and outbox.status("d1") == FAILED
     assert lines[0]["attempts"] == 3 and lines[0]["error"] == "HTTP 500"
+
+
+def test_the_worker_survives_a_broken_outbox_and_sends_once_it_is_back(tmp_path, monkeypatch, caplog):
+    """Redis unreachable, say: each round that raises is logged and paused, and the thread carries on."""
+    import outbox as module
+
+    monkeypatch.setattr(module, "FAILURE_PAUSE_S", 0.05)
+    store, sent = MemoryOutbox(), []
+    real_claim, failures = store.claim, [ConnectionError("redis down")] * 2
+
+    def claim(now):
+        if failures:
+            raise failures.pop()
+        return real_claim(now)
+
+    store.claim = claim
+    store.add(delivery(), time.time())
+    worker = OutboxWorker(store, {"sms": sent.append}, CallLog(None), 3, first_backoff_s=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+    assert [item.id for item in sent] == ["d1"] and store.status("d1") == DELIVERED
+    assert caplog.text.count("delivery round failed") == 2

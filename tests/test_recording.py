@@ -13,7 +13,8 @@ from brains import BrainReply
 from calls import CallState
 from commands import AskBrain, Speak, StartRecording, StartTimer, StartTranscription, StopPlayback, StopRecording
 from config import build_settings
-from dialog import Policy, decide, declines_recording
+from consent import declines_recording
+from dialog import Policy, decide
 from events import BrainReplied, CallEvent, CommandFailed, speech_client_state
 from fakes import ManualScheduler
 from receptionist import Receptionist
