@@ -423,7 +423,23 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class OtherHost:
+class LoopbackHTTP:
+    """An HTTP server on a free loopback port, served from a daemon thread inside a `with` block."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], thread_name: str) -> None:
+        self._server = _Server(("127.0.0.1", 0), handler)
+        self._thread_name = thread_name
+
+    def __enter__(self) -> Any:
+        threading.Thread(target=self._server.serve_forever, name=self._thread_name, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class OtherHost(LoopbackHTTP):
     """Another HTTP server on loopback, for a scripted redirect to point at: it answers 200 with Call Control's
     success body to any method, as the host in the incident did, and records every request it gets, so a test
     can assert that nothing was ever sent there. `url` names it "localhost", not 127.0.0.1 like the fake, so a
@@ -431,19 +447,11 @@ class OtherHost:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, bytes]] = []  # (method, path, body), in arrival order
-        self._server = _Server(("127.0.0.1", 0), _recording_handler(self.requests))
+        super().__init__(_recording_handler(self.requests), "other-host")
 
     @property
     def url(self) -> str:
         return f"http://localhost:{self._server.server_address[1]}"
-
-    def __enter__(self) -> OtherHost:
-        threading.Thread(target=self._server.serve_forever, name="other-host", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def _recording_handler(requests: list[tuple[str, str, bytes]]) -> type[BaseHTTPRequestHandler]:

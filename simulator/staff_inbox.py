@@ -13,8 +13,10 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from simulator.fake_telnyx import LoopbackHTTP
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Received:
     signature_valid: bool
 
 
-class StaffInbox:
+class StaffInbox(LoopbackHTTP):
     """`url` takes POSTs; `received` holds each distinct, signed delivery; `fail_next(503, 503)` scripts failures."""
 
     def __init__(self, secret: bytes):
@@ -34,8 +36,7 @@ class StaffInbox:
         self.attempts = 0
         self._statuses: deque[int] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        super().__init__(_handler(self), "staff-inbox")
 
     @property
     def url(self) -> str:
@@ -44,14 +45,6 @@ class StaffInbox:
     def fail_next(self, *statuses: int) -> None:
         with self._lock:
             self._statuses.extend(statuses)
-
-    def __enter__(self) -> StaffInbox:
-        threading.Thread(target=self._server.serve_forever, name="staff-inbox", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def take(self, headers: Any, body: bytes) -> int:
         """The status to answer with; a valid, new delivery is recorded."""
