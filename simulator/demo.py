@@ -14,7 +14,7 @@ from pathlib import Path
 from simulator.delivery import DeliveryOptions
 from simulator.network import Network, NetworkOptions
 from simulator.redis_server import RedisServer
-from simulator.runner import ScenarioResult, run_scenarios
+from simulator.runner import ScenarioResult, run_scenarios, tally_line
 from simulator.scenario import SERVICES, Scenario, all_scenario_paths, load_scenario
 from simulator.service import Service, scenario_overrides, start_service
 
@@ -33,9 +33,10 @@ def run_demo(speed: float = 0.1, out: Callable[[str], None] = print, redis: bool
             network.webhook_urls = [service.webhook_url for service in services]
             out(f"call log          {services[0].call_log_path}\n")
             ordinary = [scenario for scenario in scenarios if scenario.service == "default"]
-            results = run_scenarios(network, ordinary, services[0].call_log_path, out=out)
+            results = run_scenarios(network, ordinary, services[0].call_log_path, out=out, tally=False)
         for name in SERVICES[1:]:
             results += _run_on_own_service(network, name, [s for s in scenarios if s.service == name], out)
+    out(tally_line(results))
     return all(result.passed for result in results)
 
 
@@ -47,7 +48,7 @@ def _run_on_own_service(network: Network, name: str, scenarios: list[Scenario],
     with start_service(network.service_env(), overrides=scenario_overrides(name)) as service:
         network.webhook_urls = [service.webhook_url]
         out(f"\nservice           {service.url} (gunicorn, in memory; {DESCRIPTIONS[name]})\n")
-        return run_scenarios(network, scenarios, service.call_log_path, out=out)
+        return run_scenarios(network, scenarios, service.call_log_path, out=out, tally=False)
 
 
 @contextmanager

@@ -60,14 +60,21 @@ def _wait_for_messages(network: Network, call: SimCall, expected: int, timeout_s
 
 
 def run_scenarios(network: Network, scenarios: Sequence[Scenario], call_log_path: str | None = None,
-                  out: Callable[[str], None] = print) -> list[ScenarioResult]:
-    """Run scenarios one after another, printing each transcript and a final tally."""
+                  out: Callable[[str], None] = print, tally: bool = True) -> list[ScenarioResult]:
+    """Run scenarios one after another, printing each transcript and (unless `tally` is false) a final tally."""
     results = []
     for scenario in scenarios:
         result = run_scenario(network, scenario, call_log_path)
         out(result.transcript + "\n")
         results.append(result)
-    passed = sum(r.passed for r in results)
-    out(f"{passed}/{len(results)} scenarios met their expectations"
-        + ("" if passed == len(results) else ": FAILED " + ", ".join(r.scenario.name for r in results if not r.passed)))
+    if tally:
+        out(tally_line(results))
     return results
+
+
+def tally_line(results: Sequence[ScenarioResult]) -> str:
+    """"9/9 scenarios met their expectations", or which ones failed."""
+    passed = sum(r.passed for r in results)
+    return (f"{passed}/{len(results)} scenarios met their expectations"
+            + ("" if passed == len(results) else ": FAILED " + ", ".join(r.scenario.name for r in results
+                                                                          if not r.passed)))
