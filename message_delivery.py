@@ -67,7 +67,7 @@ def build_message_delivery(settings: Settings, store: Any, clock: Callable[[], f
     if client is not None:
         from stores.redis_outbox import RedisOutbox
 
-        outbox = RedisOutbox(client, settings.redis.key_prefix)
+        outbox = RedisOutbox(client, settings.redis.key_prefix, store.outage)
     else:
         outbox = MemoryOutbox()
     secrets = settings.secrets

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from call_log import CallLog, mask_number
+from stores import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ CLAIM_S = 60.0  # longer than any one send can take (message_senders.py: connect
 DONE_TTL_S = 7 * 24 * 3600  # how long a delivered or failed id is remembered
 MAX_BACKOFF_S = 600.0
 POLL_S = 0.25  # how often an idle worker looks for due deliveries another process added or a retry made due
-FAILURE_PAUSE_S = 5.0  # after a round that raised (Redis unreachable): one log line per pause, not a flood
+FAILURE_PAUSE_S = 5.0  # after a round that failed (Redis unreachable, a bug): a pause, not a busy loop
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
@@ -166,7 +167,10 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 worked = self.run_once()
-            except Exception:  # a store outage or a bug must not end deliveries for good
+            except StoreUnavailable:  # Redis away: logged once per outage by the store; deliveries wait there
+                self._stop.wait(FAILURE_PAUSE_S)
+                continue
+            except Exception:  # a bug must not end deliveries for good
                 log.exception("outbox: delivery round failed; trying again in %.0f s", FAILURE_PAUSE_S)
                 self._stop.wait(FAILURE_PAUSE_S)
                 continue

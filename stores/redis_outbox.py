@@ -4,7 +4,8 @@ delivery outlives the process that added it.
 Keys, under the store's prefix P:
     P outbox:<id>   a hash: data (the Delivery as JSON, without its counters), status, attempts, error
     P outbox-due    zset: pending delivery id -> when it may be sent next (ms, Redis's own clock)
-Each step is one Lua script, so adding, claiming and settling are atomic across processes.
+Each step is one Lua script, so adding, claiming and settling are atomic across processes. A Redis error is the
+store's StoreUnavailable, logged once per outage (stores/redis.py, Outage).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import redis
 
 from outbox import CLAIM_S, DONE_TTL_S, PENDING, Delivery
+from stores.redis import Outage
 
 # ARGV: prefix, id, data, ttl_s. 1 = added, 0 = already known.
 ADD = """
@@ -61,8 +63,8 @@ return 1
 class RedisOutbox:
     """Outbox on the store's Redis. Times are Redis's clock; `now` arguments only serve the retry's delay."""
 
-    def __init__(self, client: redis.Redis, prefix: str, claim_s: float = CLAIM_S):
-        self.redis, self.prefix, self.claim_s = client, prefix, claim_s
+    def __init__(self, client: redis.Redis, prefix: str, outage: Outage, claim_s: float = CLAIM_S):
+        self.redis, self.prefix, self.outage, self.claim_s = client, prefix, outage, claim_s
         self._add = client.register_script(ADD)
         self._claim = client.register_script(CLAIM)
         self._settle = client.register_script(SETTLE)
@@ -70,10 +72,12 @@ class RedisOutbox:
     def add(self, delivery: Delivery, now: float) -> bool:
         data = json.dumps({"id": delivery.id, "channel": delivery.channel, "to": delivery.to,
                            "message": delivery.message})
-        return bool(self._add(args=[self.prefix, delivery.id, data, DONE_TTL_S]))
+        with self.outage.guard():  # StoreUnavailable: the event that took the message runs again, adding it once
+            return bool(self._add(args=[self.prefix, delivery.id, data, DONE_TTL_S]))
 
     def claim(self, now: float) -> Delivery | None:
-        found = self._claim(args=[self.prefix, int(self.claim_s * 1000)])
+        with self.outage.guard():
+            found = self._claim(args=[self.prefix, int(self.claim_s * 1000)])
         if not found:
             return None
         _, data, attempts = found
@@ -81,9 +85,11 @@ class RedisOutbox:
 
     def settle(self, delivery: Delivery, now: float, retry_at: float | None = None) -> None:
         retry_in_ms = -1 if retry_at is None or delivery.status != PENDING else max(0, int((retry_at - now) * 1000))
-        self._settle(args=[self.prefix, delivery.id, delivery.status, delivery.error or "", retry_in_ms])
+        with self.outage.guard():  # StoreUnavailable: the claim lapses and the delivery is sent again, same id
+            self._settle(args=[self.prefix, delivery.id, delivery.status, delivery.error or "", retry_in_ms])
 
     def status(self, delivery_id: str) -> str | None:
-        value = self.redis.hget(f"{self.prefix}outbox:{delivery_id}", "status")
+        with self.outage.guard():
+            value = self.redis.hget(f"{self.prefix}outbox:{delivery_id}", "status")
         return value.decode() if isinstance(value, bytes) else value
 

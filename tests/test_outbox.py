@@ -28,6 +28,7 @@ def make_outbox(request):
         return
     import redis
 
+    from stores.redis import Outage
     from stores.redis_outbox import RedisOutbox
 
     server, prefix = request.getfixturevalue("redis_server"), isolated_prefix()
@@ -35,7 +36,7 @@ def make_outbox(request):
 
     def make():
         clients.append(redis.Redis.from_url(server.url))
-        return RedisOutbox(clients[-1], prefix, claim_s=0.3)
+        return RedisOutbox(clients[-1], prefix, Outage(), claim_s=0.3)
 
     yield make
     for client in clients:
@@ -152,13 +153,16 @@ def test_the_worker_gives_up_after_max_attempts(make_outbox, tmp_path):
     assert lines[0]["attempts"] == 3 and lines[0]["error"] == "HTTP 500"
 
 
-def test_the_worker_survives_a_broken_outbox_and_sends_once_it_is_back(tmp_path, monkeypatch, caplog):
-    """Redis unreachable, say: each round that raises is logged and paused, and the thread carries on."""
+def test_the_worker_waits_out_a_store_outage_quietly_and_survives_a_bug(tmp_path, monkeypatch, caplog):
+    """Redis unreachable (StoreUnavailable, logged once by the store): no log line per round. A bug: logged, paused.
+    Either way the thread carries on and sends once the outbox answers again."""
     import outbox as module
+    from stores import StoreUnavailable
 
     monkeypatch.setattr(module, "FAILURE_PAUSE_S", 0.05)
     store, sent = MemoryOutbox(), []
-    real_claim, failures = store.claim, [ConnectionError("redis down")] * 2
+    real_claim, failures = store.claim, [StoreUnavailable("redis down"), StoreUnavailable("redis down"),
+                                         RuntimeError("a bug")]
 
     def claim(now):
         if failures:
@@ -176,4 +180,21 @@ def test_the_worker_survives_a_broken_outbox_and_sends_once_it_is_back(tmp_path,
     finally:
         worker.stop()
     assert [item.id for item in sent] == ["d1"] and store.status("d1") == DELIVERED
-    assert caplog.text.count("delivery round failed") == 2
+    assert caplog.text.count("delivery round failed") == 1 and "redis down" not in caplog.text
+
+
+def test_a_redis_outage_is_the_stores_unavailable(redis_server):
+    """Raised as StoreUnavailable, so the event that took the message runs again (stores/leases.py) and adds it once."""
+    import redis
+
+    from stores import StoreUnavailable
+    from stores.redis import Outage
+    from stores.redis_outbox import RedisOutbox
+
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    outbox = RedisOutbox(client, isolated_prefix(), Outage())
+    with pytest.raises(StoreUnavailable):
+        outbox.add(delivery(), time.time())
+    with pytest.raises(StoreUnavailable):
+        outbox.claim(time.time())
+    client.close()
