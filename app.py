@@ -21,7 +21,7 @@ from events import BadEvent, parse_event
 from receptionist import Receptionist, ServiceStopping
 from stores import StoreUnavailable
 from telnyx_client import CallControl, TelnyxClient
-from webhook_auth import SignatureError, WebhookVerifier, load_public_key
+from webhook_auth import SignatureError, WebhookVerifier, load_public_keys
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,8 @@ def _verifier(settings: Settings) -> WebhookVerifier | None:
             "Anyone who can reach this URL can drive calls. Use this only for local development."
         )
         return None
-    key = load_public_key(settings.secrets.telnyx_public_key)
-    return WebhookVerifier(key, settings.webhook.timestamp_tolerance_s)
+    keys = load_public_keys(settings.secrets.telnyx_public_keys)
+    return WebhookVerifier(keys, settings.webhook.timestamp_tolerance_s)
 
 
 def _telnyx(settings: Settings) -> TelnyxClient:

@@ -27,10 +27,13 @@ def build_record(state: CallState, ended_at: float, redact: bool = True) -> dict
         "ended_at": _iso(ended_at),
         "outcome": state.outcome,
         "ai": state.ai,
+        "after_hours": state.after_hours,
         "transferred_to": state.transfer_destination if state.outcome == "transferred" else None,
         "escalation_reason": _maybe(clean, state.escalation_reason),
         "turns": [_turn(turn, clean) for turn in state.turns],
         "messages": [clean(message) for message in state.messages],
+        "recording": state.recording,
+        "recording_url": state.recording_url,
     }
 
 

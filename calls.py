@@ -59,6 +59,8 @@ class TurnRecord:
 class CallState:
     call_control_id: str
     caller: str = ""
+    called: str = ""  # the business number the caller dialled
+    after_hours: bool = False  # the business was closed when the call came in (business.open, closed_on)
     started_at: float = 0.0
     phase: Phase = Phase.RINGING
     initiated: bool = False  # its call.initiated was handled (answered once, whatever redeliveries say)
@@ -75,11 +77,16 @@ class CallState:
     silence_reprompted: bool = False
     transfer_attempted: bool = False
     transfer_destination: str | None = None
+    recording: str = "off"  # off, pending (the notice is playing), on, declined (the caller said no)
+    notice_speech: int = 0  # the number of the speech carrying the recording notice
+    recording_url: str | None = None
+    person_on_leg: bool = False  # answering machine detection said the transfer leg is a person (or not sure)
     outcome: str = "caller_hung_up"
     escalation_reason: str | None = None
     history: list[Turn] = field(default_factory=list)
     turns: list[TurnRecord] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
+    deliveries: list[str] = field(default_factory=list)  # outbox ids of the messages' deliveries
     last_event_at: float = 0.0
     # The streamed reply being spoken (dialog.on_brain_streamed): its sentences, the number of its first
     # speech, and the decision the model made while writing it, applied once it is written.

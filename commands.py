@@ -44,6 +44,23 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class StartRecording:
+    """Record the call (dual channel, mp3); sent only once the consent notice has been heard."""
+
+
+@dataclass(frozen=True)
+class StopRecording:
+    pass
+
+
+@dataclass(frozen=True)
+class HangupLeg:
+    """Hang up the transfer leg (a voicemail answered it); the caller's own call goes on."""
+
+    leg: str  # the leg's call_control_id
+
+
+@dataclass(frozen=True)
 class AskBrain:
     utterance: str
 
@@ -56,9 +73,17 @@ class StartTimer:
 
 
 @dataclass(frozen=True)
+class DeliverMessage:
+    """The caller left a message: queue it for the staff (message_delivery.py); the caller does not wait."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class FinishCall:
     """The call is over: write its log line and forget it."""
 
 
-TelnyxCommand = Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
-Command = TelnyxCommand | AskBrain | StartTimer | FinishCall
+TelnyxCommand = (Answer | Speak | StartTranscription | StopTranscription | StopPlayback | Transfer | Hangup
+                 | HangupLeg | StartRecording | StopRecording)
+Command = TelnyxCommand | AskBrain | StartTimer | DeliverMessage | FinishCall

@@ -20,6 +20,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -29,11 +30,16 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, StrictBool, StrictFloat, StrictInt, StrictStr
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+import hours
+from env_secrets import read_secret, webhook_secret_bytes
+
 DEFAULT_TELNYX_BASE_URL = "https://api.telnyx.com/v2"
 NUMBER = re.compile(r"\+[1-9]\d{6,14}|sip:\S+")  # E.164, or a SIP URI
+E164 = re.compile(r"\+[1-9]\d{6,14}")
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 KEY_PREFIX = re.compile(r"[A-Za-z0-9_.:-]{0,63}:")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+MAX_PUBLIC_KEYS = 2  # the old and the new key, while Telnyx's is being rotated
 Action = Literal["continue", "transfer", "end"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
@@ -125,6 +131,19 @@ def _voice(voice: str) -> str:
     return voice
 
 
+def _from_value_error(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """A check that runs `parse` and turns its ValueError into a config problem with the same words."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise PydanticCustomError("invalid", str(exc)) from None
+        return value
+
+    return check
+
+
 def _text_matching(pattern: re.Pattern[str]) -> Callable[[Any], object]:
     return lambda value: isinstance(value, str) and pattern.fullmatch(value)
 
@@ -150,6 +169,10 @@ DestinationNumber = Annotated[str, _must(_text_matching(NUMBER), "must be an E.1
                                          before=True)]
 Destinations = Annotated[dict[DestinationName, DestinationNumber], BeforeValidator(lambda d: {} if d is None else d)]
 Destination = Annotated[StrictStr | None, AfterValidator(_known_destination)]
+TimeZone = Annotated[StrictStr, AfterValidator(_from_value_error(hours.zone))]
+TimeRange = Annotated[StrictStr, AfterValidator(_from_value_error(hours.parse_span))]
+Weekday = Literal[hours.WEEKDAYS]  # type: ignore[valid-type]
+OpenDay = Annotated[tuple[TimeRange, ...], BeforeValidator(lambda day: () if day is None else day)]  # null: closed
 
 
 # ---------------------------------------------------------------- the YAML sections
@@ -161,9 +184,24 @@ class Section(BaseModel):
 
 class BusinessConfig(Section):
     name: Line
-    hours: StrictStr = ""
+    hours: StrictStr = ""  # the spoken summary; `timezone`, `open` and `closed_on` are what the dialog decides by
+    timezone: TimeZone | None = None
+    open: Annotated[dict[Weekday, OpenDay], BeforeValidator(lambda d: {} if d is None else d)] = {}
+    closed_on: tuple[date, ...] = ()
     address: StrictStr = ""
     description: StrictStr = ""
+
+    @pydantic.model_validator(mode="after")
+    def _schedule_needs_a_zone(self) -> BusinessConfig:
+        if (self.open or self.closed_on) and self.timezone is None:
+            raise PydanticCustomError("zone", "business.open and business.closed_on need business.timezone")
+        return self
+
+    def opening_hours(self) -> hours.OpeningHours | None:
+        """The schedule the dialog decides by; None (always open) without a time zone."""
+        if self.timezone is None:
+            return None
+        return hours.OpeningHours.build(self.timezone, self.open, self.closed_on)
 
 
 class AssistantConfig(Section):
@@ -177,6 +215,7 @@ class AssistantConfig(Section):
     transfer_announcement: Line
     no_human_available: Line
     message_taken: Line
+    after_hours_greeting: Line | None = None  # empty: the greeting, after hours too
 
 
 class DialogConfig(Section):
@@ -190,7 +229,9 @@ class DialogConfig(Section):
 class TransferConfig(Section):
     destinations: Destinations = {}
     default_destination: Destination = None  # empty: take a message instead
+    after_hours_destination: Destination = None  # empty: after hours, take a message instead
     ring_timeout_s: Annotated[StrictInt, _between(5, 120)] = 30
+    machine_detection: StrictBool = False  # answering machine detection on the transfer leg (costs per call)
 
 
 class TranscriptionConfig(Section):
@@ -254,6 +295,25 @@ class RedisConfig(Section):
     timeout_s: Annotated[StrictFloat, _between(0.05, 10)] = 1.0
 
 
+class MessagesConfig(Section):
+    """Where a message a caller leaves is delivered (outbox.py); neither: only the call log has it."""
+
+    sms_to: tuple[Annotated[str, _must(_text_matching(E164), "must be an E.164 number (+15555550100)",
+                                       before=True)], ...] = ()
+    webhook_url: Annotated[StrictStr | None, _must(lambda url: url is None or url.startswith(("https://", "http://")),
+                                                   "must be an http:// or https:// URL")] = None
+    max_attempts: Annotated[StrictInt, _between(1, 50)] = 8
+    first_retry_s: Annotated[StrictFloat, _between(0.01, 600)] = 5.0
+
+
+class RecordingConfig(Section):
+    """Call recording with the caller's consent: off unless enabled (README, "Recording calls")."""
+
+    enabled: StrictBool = False
+    notice: Line = "This call may be recorded. If you'd rather it wasn't, just say so at any time."
+    stopped: Line = "Of course. This call is no longer being recorded."
+
+
 class CallLogConfig(Section):
     path: StrictStr | None = "call_log.jsonl"  # empty: no call log
     redact_transcripts: StrictBool = True
@@ -273,6 +333,12 @@ class Secrets:
     openai_api_key: str = field(default="", repr=False)
     openai_base_url: str = ""
     redis_url: str = field(default="", repr=False)  # may carry a password
+    messages_webhook_secret: str = field(default="", repr=False)
+
+    @property
+    def telnyx_public_keys(self) -> tuple[str, ...]:
+        """The webhook signing keys: one, or two while a key is being rotated (comma-separated)."""
+        return tuple(key.strip() for key in self.telnyx_public_key.split(",")) if self.telnyx_public_key else ()
 
     @property
     def llm_configured(self) -> bool:
@@ -293,6 +359,8 @@ class Settings(Section):
     telnyx: TelnyxConfig = TelnyxConfig()
     calls: CallsConfig = CallsConfig()
     redis: RedisConfig = RedisConfig()
+    messages: MessagesConfig = MessagesConfig()
+    recording: RecordingConfig = RecordingConfig()
     call_log: CallLogConfig = CallLogConfig()
     logging: LoggingConfig = LoggingConfig()
     _secrets: Secrets = Secrets()
@@ -337,9 +405,11 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     """Validate an already-parsed YAML tree plus the environment."""
     if not isinstance(raw, Mapping):
         raise ConfigError(["the config file must be a mapping of sections"])
-    secrets = _read_secrets(env)
-    problems = _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
+    problems: list[str] = []
+    secrets = _read_secrets(env, problems)
+    problems += _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
     problems += _check_redis_url(secrets.redis_url)
+    problems += _check_webhook_secret(secrets.messages_webhook_secret, _section(raw, "messages").get("webhook_url"))
     context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
     try:
         settings = Settings.model_validate(dict(raw), context=context)
@@ -422,14 +492,16 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
 # ---------------------------------------------------------------- secrets
 
 
-def _read_secrets(env: Mapping[str, str]) -> Secrets:
+def _read_secrets(env: Mapping[str, str], problems: list[str]) -> Secrets:
+    """The secrets, each from its variable or the file its `_FILE` variable names (env_secrets.py)."""
     return Secrets(
-        telnyx_api_key=env.get("TELNYX_API_KEY", ""),
-        telnyx_public_key=env.get("TELNYX_PUBLIC_KEY", "").strip(),
+        telnyx_api_key=read_secret(env, "TELNYX_API_KEY", problems),
+        telnyx_public_key=read_secret(env, "TELNYX_PUBLIC_KEY", problems).strip(),
         telnyx_base_url=(env.get("TELNYX_BASE_URL") or DEFAULT_TELNYX_BASE_URL).rstrip("/"),
-        openai_api_key=env.get("OPENAI_API_KEY", ""),
+        openai_api_key=read_secret(env, "OPENAI_API_KEY", problems),
         openai_base_url=env.get("OPENAI_BASE_URL", ""),
         redis_url=env.get("REDIS_URL", "").strip(),
+        messages_webhook_secret=read_secret(env, "MESSAGES_WEBHOOK_SECRET", problems),
     )
 
 
@@ -437,6 +509,18 @@ def _check_redis_url(url: str) -> list[str]:
     if url and not url.startswith(REDIS_SCHEMES):
         return [f"REDIS_URL: must start with {', '.join(REDIS_SCHEMES)} (the address itself is not shown: it may "
                 "hold a password)"]
+    return []
+
+
+def _check_webhook_secret(secret: str, webhook_url: Any) -> list[str]:
+    if not webhook_url:
+        return []
+    if not secret:
+        return ["MESSAGES_WEBHOOK_SECRET: not set; messages.webhook_url needs it to sign what it sends"]
+    try:
+        webhook_secret_bytes(secret)
+    except ValueError as exc:
+        return [f"MESSAGES_WEBHOOK_SECRET: {exc}"]
     return []
 
 
@@ -448,10 +532,17 @@ def _check_secrets(secrets: Secrets, verify: Any) -> list[str]:
             "TELNYX_PUBLIC_KEY: not set. Copy it from the Telnyx portal (Keys & Credentials > Public Key); "
             "for local development only, set webhook.verify_signatures: false"
         ]
+    keys = secrets.telnyx_public_keys
+    if len(keys) > MAX_PUBLIC_KEYS or "" in keys:
+        return [f"TELNYX_PUBLIC_KEY: one key, or {MAX_PUBLIC_KEYS} separated by a comma during a rotation"]
+    return [problem for key in keys if (problem := _check_public_key(key))]
+
+
+def _check_public_key(key_b64: str) -> str | None:
     try:
-        key = base64.b64decode(secrets.telnyx_public_key, validate=True)
+        key = base64.b64decode(key_b64, validate=True)
     except (binascii.Error, ValueError):
-        return ["TELNYX_PUBLIC_KEY: not valid base64"]
+        return "TELNYX_PUBLIC_KEY: not valid base64"
     if len(key) != 32:
-        return [f"TELNYX_PUBLIC_KEY: an Ed25519 public key is 32 bytes, this one decodes to {len(key)}"]
-    return []
+        return f"TELNYX_PUBLIC_KEY: an Ed25519 public key is 32 bytes, this one decodes to {len(key)}"
+    return None

@@ -19,8 +19,10 @@ from commands import (
     Answer,
     AskBrain,
     Command,
+    DeliverMessage,
     FinishCall,
     Hangup,
+    HangupLeg,
     Speak,
     StartTimer,
     StartTranscription,
@@ -29,6 +31,7 @@ from commands import (
     Transfer,
 )
 from config import Settings
+from consent import declines_recording, notice_heard, recording_failed, recording_url, withdraw_consent
 from events import (
     BrainFailed,
     BrainReplied,
@@ -40,10 +43,12 @@ from events import (
     LegEvent,
     TimerFired,
 )
+from hours import OpeningHours
 
 CHARS_PER_SECOND = 12  # a generous speaking rate, for the guard timer when call.speak.ended is lost
 SPEECH_GUARD_S = 5.0  # added to that estimate: Telnyx's speech synthesis takes a moment to start
 MAX_TRANSCRIPT_CHARS = 2000  # what one caller turn may carry into the brain and the call log
+UNBRIDGED_TIMER, UNBRIDGED_WAIT_S = "unbridged", 2.0  # after the transfer leg hangs up, wait for the caller's hangup
 
 # ---------------------------------------------------------------- policy (from config)
 
@@ -62,11 +67,16 @@ class Policy:
     default_destination: str | None
     ai_enabled: bool
     canary_percent: float
+    hours: OpeningHours | None = None  # None: always open
+    after_hours_destination: str | None = None
+    machine_detection: bool = False
+    recording: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         return cls(
-            lines=settings.assistant.model_dump(),
+            lines={**settings.assistant.model_dump(), "recording_notice": settings.recording.notice,
+                   "recording_stopped": settings.recording.stopped},
             min_asr_confidence=settings.dialog.min_asr_confidence,
             min_confidence=settings.dialog.min_confidence,
             max_low_confidence_turns=settings.dialog.max_low_confidence_turns,
@@ -76,6 +86,10 @@ class Policy:
             default_destination=settings.transfer.default_destination,
             ai_enabled=settings.ai.enabled,
             canary_percent=settings.ai.canary_percent,
+            hours=settings.business.opening_hours(),
+            after_hours_destination=settings.transfer.after_hours_destination,
+            machine_detection=settings.transfer.machine_detection,
+            recording=settings.recording.enabled,
         )
 
 
@@ -94,6 +108,14 @@ _ASKS_FOR_PERSON = re.compile(
     rf"|^\s*{_PERSON}( please)?\s*$|\b(real|live) (person|human)\b|\boperator\b|\brepresentative\b)",
     re.IGNORECASE,
 )
+
+
+_LEAVE_MESSAGE = re.compile(r"\b(leave|take|pass on|give them) (a |my |them a )?message\b", re.IGNORECASE)
+
+
+def asks_to_leave_message(utterance: str) -> bool:
+    """"Can I leave a message?": go straight to taking it, whatever the brain would say."""
+    return bool(_LEAVE_MESSAGE.search(utterance))
 
 
 def asks_for_person(utterance: str) -> bool:
@@ -132,6 +154,8 @@ def on_initiated(state: CallState, event: CallEvent, policy: Policy) -> list[Com
         return []
     state.initiated = True
     state.caller = str(event.payload.get("from") or "")
+    state.called = str(event.payload.get("to") or "")
+    state.after_hours = policy.hours is not None and not policy.hours.is_open(event.received_at)
     state.ai = policy.ai_enabled and in_canary(state.caller, policy.canary_percent)
     if state.answered:  # its call.answered came first (Telnyx does not order webhooks): answering again is moot
         return greet(state, policy)
@@ -152,7 +176,13 @@ def greet(state: CallState, policy: Policy) -> list[Command]:
     state.phase = Phase.CONVERSING
     if not state.ai:
         return escalate(state, policy, "ai disabled for this call")
-    return [*say(state, policy.lines["greeting"]), StartTranscription()]
+    greeting = state.after_hours and policy.lines.get("after_hours_greeting") or policy.lines["greeting"]
+    if not policy.recording:
+        return [*say(state, greeting), StartTranscription()]
+    # The notice is part of the greeting; recording starts once that speech has played to its end (speech_ended).
+    commands = say(state, f"{greeting} {policy.lines['recording_notice']}")
+    state.recording, state.notice_speech = "pending", state.last_speech
+    return [*commands, StartTranscription()]
 
 
 def on_speak_ended(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
@@ -180,14 +210,15 @@ def playing(state: CallState, tag: int) -> bool:
 
 def speech_ended(state: CallState, policy: Policy) -> list[Command]:
     """One queued speech has finished (or failed); when none is left, run what waited for it, or listen."""
+    consent = notice_heard(state, state.last_speech - state.speaking + 1)  # speech plays in order: the oldest ended
     state.speaking = max(0, state.speaking - 1)
     if state.speaking:
-        return []
+        return consent
     state.reply_sentences = []  # all heard
     if state.after_speech is not None:
         pending, state.after_speech = state.after_speech, None
-        return [pending]
-    return listen(state, policy)
+        return [*consent, pending]
+    return consent + listen(state, policy)
 
 
 def on_transcription(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
@@ -264,20 +295,41 @@ def on_expired(state: CallState, event: CallExpired, policy: Policy) -> list[Com
 def on_leg_connected(state: CallState, event: CallEvent | LegEvent, policy: Policy) -> list[Command]:
     if state.phase is not Phase.TRANSFERRING:
         return []
+    if policy.machine_detection and not state.person_on_leg:
+        return []  # answered, but maybe by a voicemail: answering machine detection decides (on_machine_detected)
     state.phase = Phase.BRIDGED
     state.outcome = "transferred"
     return [StopTranscription()]
 
 
 def on_leg_hangup(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
+    if state.phase is Phase.BRIDGED and policy.machine_detection:
+        # The transfer parks the caller when the leg ends (so that a voicemail can be dropped, on_machine_detected):
+        # after a conversation with a person, that is the end of the call. When the caller hung up first, their own
+        # call.hangup may still be on its way: wait a moment for it before hanging up a call that has ended.
+        return [StartTimer(UNBRIDGED_TIMER, UNBRIDGED_WAIT_S, 0)]
     if state.phase is not Phase.TRANSFERRING:
         return []
     return offer_message(state, policy, "transfer not answered")
 
 
+def on_machine_detected(state: CallState, event: LegEvent, policy: Policy) -> list[Command]:
+    """Answering machine detection on the transfer leg: a machine is hung up and counts as nobody answering."""
+    result = event.event.payload.get("result")
+    if not policy.machine_detection or state.phase is not Phase.TRANSFERRING:
+        return []  # not asked for (a stray result), or too late
+    if result == "machine":
+        return [HangupLeg(event.event.call_control_id), *offer_message(state, policy, "transfer reached voicemail")]
+    if result not in ("human", "not_sure"):
+        return []  # a result this service does not know: wait for the leg's other events
+    state.person_on_leg = True  # a doubt is put through: better than a caller dropped
+    return on_leg_connected(state, event, policy)
+
+
 def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) -> list[Command]:
     """Telnyx refused a command: carry on so that the caller is never left in silence."""
     failed = event.command
+    recording_failed(state, failed)
     if isinstance(failed, Speak):
         if not playing(state, failed.tag):
             return []  # stopped or counted already
@@ -286,6 +338,12 @@ def on_command_failed(state: CallState, event: CommandFailed, policy: Policy) ->
         return offer_message(state, policy, f"transfer failed: {event.reason}")
     # Answer, hangup, starting or stopping transcription, stopping playback: logged by the runner, and the
     # call goes on. A transcription_start refused with 90054 means it is already running, for example.
+    return []
+
+
+def on_recording_saved(state: CallState, event: CallEvent, policy: Policy) -> list[Command]:
+    """The recording's file is ready: keep its URL with the call's record (runners.py when the call has ended)."""
+    state.recording_url = recording_url(event.payload) or state.recording_url
     return []
 
 
@@ -374,6 +432,8 @@ def on_brain_failed(state: CallState, event: BrainFailed, policy: Policy) -> lis
 def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list[Command]:
     if event.name == "silence" and event.token == state.silence_token and not state.speaking:
         return on_silence(state, policy)
+    if event.name == UNBRIDGED_TIMER and state.phase is Phase.BRIDGED:
+        return [Hangup()]  # the person hung up and the caller, parked, is still there
     if event.name == "speech_guard" and event.token == state.speech_token and state.after_speech:
         state.speaking = 0
         pending, state.after_speech = state.after_speech, None
@@ -385,11 +445,16 @@ def on_timer(state: CallState, event: TimerFired, policy: Policy) -> list[Comman
 
 
 def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Command]:
-    """A final transcript: take a message, escalate, reprompt, or ask the brain."""
+    """A final transcript: stop recording, take a message, escalate, reprompt, or ask the brain."""
+    if state.recording in ("pending", "on") and declines_recording(turn.transcript):
+        return stop_recording(state, policy)
     if state.phase is Phase.TAKING_MESSAGE:
         state.messages.append(turn.transcript)
         state.outcome = "message_taken"
-        return end_call(state, policy, policy.lines["message_taken"], say_goodbye=False)
+        return [DeliverMessage(turn.transcript),
+                *end_call(state, policy, policy.lines["message_taken"], say_goodbye=False)]
+    if asks_to_leave_message(turn.transcript):
+        return offer_message(state, policy, "caller asked to leave a message")
     if asks_for_person(turn.transcript):
         return escalate(state, policy, "caller asked for a person")
     if turn.asr_confidence is not None and turn.asr_confidence < policy.min_asr_confidence:
@@ -398,6 +463,11 @@ def caller_turn(state: CallState, turn: TurnRecord, policy: Policy) -> list[Comm
         return escalate(state, policy, "turn limit reached")
     state.reply_sentences, state.reply_action, state.reply_department = [], None, None
     return [AskBrain(turn.transcript)]
+
+
+def stop_recording(state: CallState, policy: Policy) -> list[Command]:
+    """The caller does not want to be recorded: stop (or never start) and say so."""
+    return withdraw_consent(state) + say(state, policy.lines["recording_stopped"])
 
 
 def low_confidence(state: CallState, policy: Policy, reason: str) -> list[Command]:
@@ -417,7 +487,7 @@ def escalate(
 ) -> list[Command]:
     """Hand the caller to a configured human; never a number that did not come from the config."""
     state.escalation_reason = state.escalation_reason or reason
-    name = department if department in policy.destinations else policy.default_destination
+    name = reachable_destination(state, policy, department)
     if state.transfer_attempted or not name or name not in policy.destinations:
         return offer_message(state, policy, reason)
     state.transfer_attempted = True
@@ -425,6 +495,13 @@ def escalate(
     state.phase = Phase.TRANSFERRING
     transfer = Transfer(policy.destinations[name], name)
     return _announce_then(state, policy, announcement, transfer) if announce else _after_speech(state, transfer)
+
+
+def reachable_destination(state: CallState, policy: Policy, department: str | None) -> str | None:
+    """Who can take the call: the department asked for, else the default; after hours only the after-hours one."""
+    if state.after_hours:
+        return policy.after_hours_destination
+    return department if department in policy.destinations else policy.default_destination
 
 
 def _announce_then(state: CallState, policy: Policy, announcement: str | None, command: Command) -> list[Command]:
@@ -548,6 +625,8 @@ HANDLERS: dict[str, Handler] = {
     LegEvent.PREFIX + "call.answered": on_leg_connected,
     LegEvent.PREFIX + "call.bridged": on_leg_connected,
     LegEvent.PREFIX + "call.hangup": on_leg_hangup,
+    LegEvent.PREFIX + "call.machine.detection.ended": on_machine_detected,
+    "call.recording.saved": on_recording_saved,
     CommandFailed.event_type: on_command_failed,
     BrainReplied.event_type: on_brain_replied,
     BrainStreamed.event_type: on_brain_streamed,

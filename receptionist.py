@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from brains import Brain
 from calls import CallState, Phase
 from config import Settings
-from dialog import Policy, cuts_reply, decide
+from dialog import Policy, cuts_reply, decide, recording_url
 from events import BrainFailed, CallEvent, CallExpired, Event, LegEvent, TimerFired
+from message_delivery import build_message_delivery
 from runners import CALL_OVER, Runners
 from stores import QueuedEvent, Store, build_store
 from telnyx_client import CallControl, command_id_for
@@ -53,8 +54,10 @@ class Receptionist:
         self._stopping = threading.Event()
         self.scheduler = scheduler or Scheduler()
         self.store = store or build_store(settings, self.scheduler, clock)
-        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock)
+        self.deliveries = build_message_delivery(settings, self.store, clock)
+        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock, self.deliveries)
         self.store.start(self._process)
+        self.deliveries.start()
         self.calls, self.seen, self.queues = self.store.calls, self.store.seen, self.store.queues
 
     # ------------------------------------------------------------ intake (request thread)
@@ -96,6 +99,7 @@ class Receptionist:
         return self._stopping.is_set()
 
     def shutdown(self) -> None:
+        self.deliveries.stop()
         self.store.shutdown()
 
     # ------------------------------------------------------------ graceful exit (see gunicorn.conf.py)
@@ -145,6 +149,9 @@ class Receptionist:
                 # The hangup overtook its call.initiated (Telnyx does not order webhooks): remember the call
                 # ended, so the late call.initiated cannot open a call that would then live until expiry.
                 self.calls.close(call_control_id)
+                return
+            if _recording_saved(item) and self.calls.has_ended(call_control_id):
+                self.runners.recording_saved_after_call(call_control_id, recording_url(item.payload))
                 return
             if not _starts_call(item):
                 log.debug("call=%s event=%s for no live call, ignored", call_control_id, item.event_type)
@@ -229,6 +236,10 @@ def _never_initiated(state: CallState) -> bool:
 def _orphaned(item: Event) -> bool:
     """An event showing a caller is still there, on a call this process has no state for."""
     return isinstance(item, CallEvent) and item.event_type in ORPHAN_EVENTS
+
+
+def _recording_saved(item: Event) -> bool:
+    return isinstance(item, CallEvent) and item.event_type == "call.recording.saved"
 
 
 def _ends_call(item: Event) -> bool:

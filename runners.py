@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from brains import Brain, BrainError, ReplyStream
@@ -21,12 +22,16 @@ from commands import (
     Answer,
     AskBrain,
     Command,
+    DeliverMessage,
     FinishCall,
     Hangup,
+    HangupLeg,
     Speak,
+    StartRecording,
     StartTimer,
     StartTranscription,
     StopPlayback,
+    StopRecording,
     StopTranscription,
     TelnyxCommand,
     Transfer,
@@ -42,6 +47,8 @@ from events import (
     speech_client_state,
     transfer_client_state,
 )
+from message_delivery import MessageDelivery
+from staff_messages import StaffMessage, caller_name
 from telnyx_client import CallControl, TelnyxError
 
 log = logging.getLogger(__name__)
@@ -75,12 +82,19 @@ class Runners:
         calls: CallRegistry,
         schedule: Schedule,
         clock: Callable[[], float],
+        deliveries: MessageDelivery,
     ):
         self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
+        self.deliveries, self.business = deliveries, settings.business.name
         self.voice = settings.assistant.voice
         self.language = settings.assistant.language
         self.transcription = transcription_body(settings)
         self.ring_timeout_s = settings.transfer.ring_timeout_s
+        # Detection, and a caller parked (not hung up) when the leg ends, so that a voicemail leg can be dropped.
+        self.machine_detection = (
+            {"answering_machine_detection": "detect", "park_after_unbridge": "self"}
+            if settings.transfer.machine_detection else {}
+        )
         self.redact = settings.call_log.redact_transcripts
         self.call_log = CallLog(settings.call_log.path)
         # Replies being streamed, by call, with the id of the webhook they answer (stop_reply).
@@ -94,6 +108,9 @@ class Runners:
             StopPlayback: self._playback_stop,
             Transfer: self._transfer,
             Hangup: self._hangup,
+            HangupLeg: self._hangup_leg,
+            StartRecording: self._record_start,
+            StopRecording: self._record_stop,
         }
 
     def run(self, state: CallState, command: Command, command_id: str) -> FollowUp:
@@ -103,6 +120,8 @@ class Runners:
         if isinstance(command, StartTimer):
             self.schedule(command.delay_s, state.call_control_id, TimerFired(command.name, command.token))
             return None
+        if isinstance(command, DeliverMessage):
+            return self._deliver_message(state, command, command_id)
         if isinstance(command, FinishCall):
             return self._finish(state)
         return self._send(state, command, command_id)
@@ -147,10 +166,21 @@ class Runners:
             timeout_secs=self.ring_timeout_s,
             target_leg_client_state=transfer_client_state(state.call_control_id),
             command_id=command_id,
+            **self.machine_detection,
         )
 
     def _hangup(self, state: CallState, command: Hangup, command_id: str) -> bool:
         return self.telnyx.hangup(state.call_control_id, command_id=command_id)
+
+    def _record_start(self, state: CallState, command: StartRecording, command_id: str) -> bool:
+        return self.telnyx.record_start(state.call_control_id, command_id=command_id, format="mp3", channels="dual")
+
+    def _record_stop(self, state: CallState, command: StopRecording, command_id: str) -> bool:
+        return self.telnyx.record_stop(state.call_control_id, command_id=command_id)
+
+    def _hangup_leg(self, state: CallState, command: HangupLeg, command_id: str) -> bool:
+        self.telnyx.hangup(command.leg, command_id=command_id)
+        return True  # a leg already gone is what was wanted; the caller's call goes on either way
 
     def _ask_brain(self, state: CallState, command: AskBrain) -> Event | Iterator[Event]:
         if callable(getattr(self.brain, "stream", None)):
@@ -200,8 +230,24 @@ class Runners:
         log.info("call=%s reply stopped while being written", call_control_id)
         return True
 
+    def _deliver_message(self, state: CallState, command: DeliverMessage, command_id: str) -> None:
+        message = StaffMessage(state.call_control_id, state.caller, state.called, command.text, self.clock(),
+                               self.business, caller_name(command.text))
+        for delivery_id in self.deliveries.take(message, command_id):
+            if delivery_id not in state.deliveries:  # the same event run again adds the same ids
+                state.deliveries.append(delivery_id)
+
+    def recording_saved_after_call(self, call_control_id: str, url: str | None) -> None:
+        """A recording's file came after its call's line was written (as it usually does): a line of its own."""
+        self.call_log.write({"record": "recording", "call_control_id": call_control_id, "recording_url": url,
+                             "at": datetime.fromtimestamp(self.clock(), UTC).isoformat()})
+        log.info("call=%s recording saved", call_control_id)
+
     def _finish(self, state: CallState) -> CallOver:
-        self.call_log.write(build_record(state, self.clock(), self.redact))
+        record = build_record(state, self.clock(), self.redact)
+        if state.deliveries:
+            record["message_deliveries"] = self.deliveries.statuses(state.deliveries)
+        self.call_log.write(record)
         self.calls.close(state.call_control_id)
         log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
         return CALL_OVER

@@ -82,6 +82,8 @@ class CallControl(Protocol):
     def playback_stop(self, call_control_id: str, *, command_id: str, **body: Any) -> bool: ...
     def transfer(self, call_control_id: str, to: str, *, command_id: str, **body: Any) -> bool: ...
     def hangup(self, call_control_id: str, *, command_id: str, **body: Any) -> bool: ...
+    def record_start(self, call_control_id: str, *, command_id: str, **body: Any) -> bool: ...
+    def record_stop(self, call_control_id: str, *, command_id: str, **body: Any) -> bool: ...
 
 
 class TelnyxClient:
@@ -135,6 +137,12 @@ class TelnyxClient:
 
     def hangup(self, call_control_id: str, *, command_id: str, **body: Any) -> bool:
         return self._action(call_control_id, "hangup", body, command_id)
+
+    def record_start(self, call_control_id: str, *, command_id: str, **body: Any) -> bool:
+        return self._action(call_control_id, "record_start", body, command_id)
+
+    def record_stop(self, call_control_id: str, *, command_id: str, **body: Any) -> bool:
+        return self._action(call_control_id, "record_stop", body, command_id)
 
     def _action(self, call_control_id: str, action: str, body: dict[str, Any], command_id: str) -> bool:
         url = f"{self.base_url}/calls/{quote(call_control_id, safe=':')}/actions/{action}"

@@ -1,11 +1,15 @@
-"""Ed25519 verification of Telnyx webhooks, over the raw body, before anything is parsed."""
+"""Ed25519 verification of Telnyx webhooks, over the raw body, before anything is parsed.
+
+During a key rotation two public keys are trusted at once (TELNYX_PUBLIC_KEY="old,new"): a webhook signed by
+either is accepted, so no webhook is refused while Telnyx switches keys.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -33,13 +37,23 @@ def load_public_key(public_key_b64: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+def load_public_keys(public_keys: Sequence[str]) -> list[Ed25519PublicKey]:
+    """Every trusted key (one, or two during a rotation); ValueError names the first that is unusable."""
+    if not public_keys:
+        raise ValueError("no public key given")
+    return [load_public_key(key) for key in public_keys]
+
+
 class WebhookVerifier:
     """Checks `telnyx-signature-ed25519` over `"{telnyx-timestamp}|{raw body}"` within a time window."""
 
     def __init__(
-        self, public_key: Ed25519PublicKey, tolerance_s: int = WebhookConfig().timestamp_tolerance_s, clock=time.time
+        self,
+        public_key: Ed25519PublicKey | Sequence[Ed25519PublicKey],
+        tolerance_s: int = WebhookConfig().timestamp_tolerance_s,
+        clock=time.time,
     ):
-        self.public_key = public_key
+        self.public_keys = [public_key] if isinstance(public_key, Ed25519PublicKey) else list(public_key)
         self.tolerance_s = tolerance_s
         self.clock = clock
 
@@ -57,10 +71,17 @@ class WebhookVerifier:
             raise SignatureError("signature is not valid base64") from exc
         if len(decoded) != 64:
             raise SignatureError("signature has the wrong length")
-        try:
-            self.public_key.verify(decoded, timestamp.encode() + b"|" + raw_body)
-        except InvalidSignature as exc:
-            raise SignatureError("signature does not match") from exc
+        signed = timestamp.encode() + b"|" + raw_body
+        if not any(_signed_by(key, decoded, signed) for key in self.public_keys):
+            raise SignatureError("signature does not match")
+
+
+def _signed_by(key: Ed25519PublicKey, signature: bytes, signed: bytes) -> bool:
+    try:
+        key.verify(signature, signed)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _single_header(headers: Mapping[str, str], name: str) -> str:

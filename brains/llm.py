@@ -21,6 +21,7 @@ import openai
 
 from brains import BrainError, BrainReply, Turn
 from config import ACTIONS, Settings
+from hours import OpeningHours
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,14 @@ def _guidance(settings: Settings) -> str:
         end = " (then end the call)" if intent.action == "end" else ""
         lines.append(f'- "{intent.examples[0]}": {intent.answer}{route}{end}')
     return "How the business answers common requests:\n" + "\n".join(lines) if lines else ""
+
+
+def with_local_time(prompt: str, hours: OpeningHours | None, now: float) -> str:
+    """The prompt plus the local date, time and whether the business is open, as of this turn."""
+    if hours is None:
+        return prompt
+    closed = "" if hours.is_open(now) else " Nobody can be transferred to while it is closed: offer to take a message."
+    return f"{prompt}\n\n{hours.describe(now)}{closed}"
 
 
 def build_messages(prompt: str, history: Sequence[Turn], utterance: str) -> list[dict[str, str]]:
@@ -203,18 +212,21 @@ def call_before(deadline: float, work: Callable[[], str | None]) -> str | None:
 class LLMBrain:
     """Brain backed by a chat model; one attempt plus at most `ai.max_retries`, all within `ai.timeout_s`."""
 
-    def __init__(self, settings: Settings, client: openai.OpenAI | None = None):
+    def __init__(
+        self, settings: Settings, client: openai.OpenAI | None = None, clock: Callable[[], float] = time.time
+    ):
         self._model = settings.ai.model
         self._timeout_s = settings.ai.timeout_s
         self._max_retries = min(1, settings.ai.max_retries)
         self._max_history = settings.ai.max_history_turns
         self._prompt = system_prompt(settings)
+        self._hours, self._clock = settings.business.opening_hours(), clock
         self._client = client if client is not None else make_client(settings)
 
     def reply(self, history: Sequence[Turn], utterance: str) -> BrainReply:
         """Ask the model; BrainError when it fails, is late, or answers out of shape."""
         recent = list(history)[-self._max_history :] if self._max_history else []
-        messages = build_messages(self._prompt, recent, utterance)
+        messages = build_messages(with_local_time(self._prompt, self._hours, self._clock()), recent, utterance)
         log.debug("llm request: model=%s messages=%d", self._model, len(messages))
         deadline = time.monotonic() + self._timeout_s
         content = call_before(deadline, lambda: self._complete(messages, deadline))

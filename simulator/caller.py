@@ -55,7 +55,8 @@ class Caller:
             self.notes.append(f"not transcribed (transcription not running): {step.text!r}")
 
     def _call_is_over(self) -> bool:
-        return self.call.ended or self.call.bridged_to is not None
+        """Ended, or put through to a person (a voicemail answering is not the end: the caller waits it out)."""
+        return self.call.ended or (self.call.bridged_to is not None and not self.call.transfer_plan.machine)
 
     def _started_speeches(self) -> int:
         with self.carrier.lock:

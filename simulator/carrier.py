@@ -24,17 +24,22 @@ UNKNOWN_CALL = "90015"
 NOT_ANSWERED = "90034"
 TRANSCRIPTION_RUNNING = "90054"
 CHARS_PER_SECOND = 15.0
-NEEDS_ANSWER = frozenset({"speak", "transcription_start", "transcription_stop", "playback_stop"})
+NEEDS_ANSWER = frozenset({"speak", "transcription_start", "transcription_stop", "playback_stop", "record_start",
+                          "record_stop"})
 ONE_SHOT = frozenset({"answer", "hangup", "reject"})
 
 
 @dataclass
 class TransferPlan:
-    """What the transfer target does: answer after `ring_s` and talk for `talk_s`, or never answer."""
+    """What the transfer target does: answer after `ring_s` and talk for `talk_s`, or never answer.
+
+    `machine`: a voicemail answers, and plays its greeting until someone hangs it up (as a real one records).
+    """
 
     answer: bool = True
     ring_s: float = 2.0
     talk_s: float = 2.0
+    machine: bool = False
 
 
 @dataclass
@@ -75,6 +80,8 @@ class SimCall:
     bridged_to: str | None = None
     transfers: list[str] = field(default_factory=list)
     transfer_failed_at: float | None = None
+    recording_since: str | None = None  # record_start's time while recording
+    recordings_saved: int = 0
     ended_at: float | None = None
     hangup_source: str | None = None
     hangup_acked_at: float | None = None
@@ -113,6 +120,7 @@ class Carrier:
             "answer": self._answer, "reject": self._reject, "hangup": self._hangup, "speak": self._speak,
             "transcription_start": self._transcription_start, "transcription_stop": self._transcription_stop,
             "playback_stop": self._playback_stop, "transfer": self._transfer,
+            "record_start": self._record_start, "record_stop": self._record_stop,
         }
 
     # ----- the caller's side -------------------------------------------------------------
@@ -214,8 +222,14 @@ class Carrier:
     def _hangup(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
         if leg is call.a:
             self._end_call(call, "normal_clearing", "callee")
-        else:
-            self._end_leg(call, leg, "normal_clearing", "callee")
+            return None
+        bridged = leg.state == "answered"
+        self._end_leg(call, leg, "normal_clearing", "callee")
+        if bridged:
+            call.bridged_to, call.transfer_failed_at = None, time.monotonic()
+            call.note("network", f"{leg.to_number} hung up by the service; bridge ended")
+            if not leg.park_after_unbridge:  # Telnyx's default: the other leg is hung up too
+                self._end_call(call, "normal_clearing", "callee")
         return None
 
     def _transcription_start(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
@@ -227,6 +241,27 @@ class Carrier:
     def _transcription_stop(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
         call.transcribing = False
         return None
+
+    # ----- recording ------------------------------------------------------------------------
+
+    def _record_start(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
+        if call.recording_since is None:
+            call.recording_since = events.now_iso()
+            call.note("network", f"recording ({body['channels']} channel, {body['format']})")
+        return None
+
+    def _record_stop(self, call: SimCall, leg: Leg, body: dict[str, Any]) -> str | None:
+        self._save_recording(call)
+        return None
+
+    def _save_recording(self, call: SimCall) -> None:
+        """Stop recording, if it was, and report the file as Telnyx does, with call.recording.saved."""
+        if call.recording_since is None:
+            return
+        call.note("network", "recording stopped and saved")
+        self.emit(events.recording_saved(call.a, call.recording_since))
+        call.recording_since = None
+        call.recordings_saved += 1
 
     # ----- speech ---------------------------------------------------------------------------
 
@@ -284,7 +319,9 @@ class Carrier:
         if any(b.state != "hangup" for b in call.b_legs):
             call.duplicate_effects += 1  # a second transfer while the first is still ringing or bridged
         b_leg = Leg("outgoing", body.get("from", call.a.to_number), body["to"], call.a.call_session_id,
-                    client_state=body.get("target_leg_client_state"), state="bridging")
+                    client_state=body.get("target_leg_client_state"), state="bridging",
+                    machine_detection=body.get("answering_machine_detection", "disabled") != "disabled",
+                    park_after_unbridge=body.get("park_after_unbridge") == "self")
         call.b_legs.append(b_leg)
         call.transfers.append(body["to"])
         self._legs[b_leg.call_control_id] = (call, b_leg)
@@ -307,11 +344,15 @@ class Carrier:
                 return
             b_leg.state = "answered"
             call.bridged_to = b_leg.to_number
-            call.note("network", f"{b_leg.to_number} answered; bridged")
+            machine = call.transfer_plan.machine
+            call.note("network", f"{b_leg.to_number} answered{' by voicemail' if machine else ''}; bridged")
             self.emit(events.answered(b_leg))
             self.emit(events.bridged(call.a))
             self.emit(events.bridged(b_leg))
-            self.scheduler.call_later(call.transfer_plan.talk_s * self.speed, lambda: self.hang_up(call))
+            if b_leg.machine_detection:
+                self.emit(events.machine_detection_ended(b_leg, "machine" if machine else "human"))
+            if not machine:
+                self.scheduler.call_later(call.transfer_plan.talk_s * self.speed, lambda: self.hang_up(call))
             self.changed.notify_all()
 
     def _b_times_out(self, call: SimCall, b_leg: Leg) -> None:
@@ -332,6 +373,7 @@ class Carrier:
         call.transcribing = False
         call.hangup_source = source
         self._end_leg(call, call.a, cause, source)
+        self._save_recording(call)
         call.ended_at = time.monotonic()
         for b_leg in call.b_legs:
             if b_leg.state != "hangup":

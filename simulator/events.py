@@ -35,6 +35,8 @@ class Leg:
     call_leg_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     start_time: str = field(default_factory=now_iso)
     state: str = "parked"
+    machine_detection: bool = False  # the transfer that made this leg asked for answering machine detection
+    park_after_unbridge: bool = False  # ...and to keep the other leg when this one ends
 
     def common(self) -> dict[str, Any]:
         """Fields every call event carries."""
@@ -129,3 +131,16 @@ def hangup(leg: Leg, cause: str, source: str) -> WebhookEvent:
         "call_quality_stats": None,
     }
     return WebhookEvent("call.hangup", {**leg.common(), **leg.numbers(), **extra})
+
+
+def machine_detection_ended(leg: Leg, result: str) -> WebhookEvent:
+    """Answering machine detection's verdict on a leg: human, machine or not_sure."""
+    return WebhookEvent("call.machine.detection.ended", {**leg.common(), **leg.numbers(), "result": result})
+
+
+def recording_saved(leg: Leg, started_at: str) -> WebhookEvent:
+    """A recording's file is ready; the URLs are made up and lead nowhere."""
+    urls = {"mp3": f"https://recordings.example.invalid/{leg.call_leg_id}.mp3"}
+    payload = {**leg.common(), "channels": "dual", "recording_started_at": started_at, "recording_ended_at": now_iso(),
+               "recording_urls": urls, "public_recording_urls": urls}
+    return WebhookEvent("call.recording.saved", payload)

@@ -127,6 +127,22 @@ def _message_taken(view: CallView, value: bool) -> Check:
     return Check(name, bool(messages) == value, f"{len(messages)} message(s)")
 
 
+def _recorded(view: CallView, value: bool) -> Check:
+    """Recording started (once) only after the first speech, which carries the consent notice, had played."""
+    starts = view.acted("record_start")
+    notice = view.call.speeches[0] if view.call.speeches else None
+    heard_first = bool(starts) and notice is not None and notice.ended_at is not None and \
+        starts[0].at >= notice.ended_at
+    ok = (len(starts) == 1 and heard_first) if value else not starts
+    detail = f"{len(starts)} record_start, " + ("after the notice ended" if heard_first else "not after the notice")
+    return Check("recorded after the notice" if value else "not recorded", ok, detail)
+
+
+def _sms_sent(view: CallView, value: int) -> Check:
+    sent = view.acted("messages")
+    return Check("sms sent", len(sent) == value, f"{len(sent)} to {', '.join(r.body['to'] for r in sent) or 'nobody'}")
+
+
 def wait_for_call_log_entry(path: str, call_control_id: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
     """The service writes the line once it has processed the hangup, so give it a moment."""
     give_up = time.monotonic() + timeout_s
@@ -138,7 +154,8 @@ def wait_for_call_log_entry(path: str, call_control_id: str, timeout_s: float = 
 
 
 def find_call_log_entry(path: str, call_control_id: str) -> dict[str, Any] | None:
-    """The service's JSON-lines call log entry for one call, or None."""
+    """The service's JSON-lines call log entry for one call, or None (lines about its message deliveries, which
+    carry a "record" kind, are not it)."""
     log_file = Path(path)
     if not log_file.exists():
         return None
@@ -147,7 +164,7 @@ def find_call_log_entry(path: str, call_control_id: str) -> dict[str, Any] | Non
             entry = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and entry.get("call_control_id") == call_control_id:
+        if isinstance(entry, dict) and entry.get("call_control_id") == call_control_id and "record" not in entry:
             return entry
     return None
 
@@ -162,4 +179,6 @@ CHECKS: dict[str, Callable[[CallView, Any], Check]] = {
     "max_commands_after_hangup": _max_after_hangup,
     "max_duplicate_effects": _max_duplicate_effects,
     "message_taken": _message_taken,
+    "sms_sent": _sms_sent,
+    "recorded": _recorded,
 }

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from simulator.carrier import Carrier
+from simulator.fake_messaging import MESSAGES_PATH, MESSAGING_ACTION, FakeMessaging, validate_message
 from simulator.faults import AMBIGUOUS, Fault, FaultPlan, http_error
 from simulator.validation import ACTIONS, validate
 
@@ -119,6 +120,7 @@ class FakeTelnyx:
         self.faults = faults or FaultPlan()
         self.faults_by_action: dict[str, FaultPlan] = {}
         self.records: list[RequestRecord] = []
+        self.messaging = FakeMessaging()  # POST /v2/messages; recorded as action "messages", no call_control_id
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._planned: dict[tuple[str | None, str], deque[Fault]] = defaultdict(deque)
@@ -191,11 +193,14 @@ class FakeTelnyx:
         """Decide and record the answer at once; the handler then sends it (late, cut off, ...) as scripted."""
         received_at = time.monotonic()
         match = ACTION_PATH.match(path)
-        if not match:
+        if path == MESSAGES_PATH:
+            call_control_id, action = "", MESSAGING_ACTION
+        elif not match:
             return error(404, "10005", "Resource not found", f"No route for {path}.")
-        call_control_id, action = unquote(match["call_control_id"]), match["action"]
+        else:
+            call_control_id, action = unquote(match["call_control_id"]), match["action"]
         authorization = headers.get("Authorization", "")
-        outcome = self._process(call_control_id, action, authorization, raw_body)
+        outcome = self._process(call_control_id, action, authorization, raw_body, headers.get("Idempotency-Key"))
         reply = outcome.reply
         code = reply.body["errors"][0]["code"] if "errors" in reply.body else None
         label = outcome.fault.label if outcome.fault else None
@@ -206,11 +211,12 @@ class FakeTelnyx:
         reply.delay_s += self.faults_by_action.get(action, self.faults).latency_s
         return reply
 
-    def _process(self, call_control_id: str, action: str, authorization: str, raw_body: bytes) -> _Outcome:
-        """Auth, parsing, faults, validation, dedup, then the carrier."""
+    def _process(self, call_control_id: str, action: str, authorization: str, raw_body: bytes,
+                 idempotency_key: str | None = None) -> _Outcome:
+        """Auth, parsing, faults, validation, dedup, then the carrier (or, for a message, the messaging fake)."""
         if not _bearer_ok(authorization):
             return _Outcome(error(401, "10009", "Authentication failed", "Send a Bearer API key."))
-        if action not in ACTIONS:
+        if action not in ACTIONS and action != MESSAGING_ACTION:
             return _Outcome(error(404, "10005", "Resource not found", f"Unknown action '{action}'."))
         try:
             body = json.loads(raw_body) if raw_body.strip() else {}
@@ -219,7 +225,10 @@ class FakeTelnyx:
         fault = self._fault_for(call_control_id, action, body)
         if fault and not fault.acts:
             return _Outcome(_fault_reply(fault), body, fault=fault)
-        reply, deduplicated = self._act(call_control_id, action, body)
+        if action == MESSAGING_ACTION:
+            reply, deduplicated = self._send_message(body, idempotency_key)
+        else:
+            reply, deduplicated = self._act(call_control_id, action, body)
         acted = reply.status == 200 and not deduplicated
         if fault and fault.kind == "ambiguous":
             reply = error(503, "10007", "Service unavailable")
@@ -242,6 +251,13 @@ class FakeTelnyx:
         if code:
             return error(422, code, ERROR_TITLES[code]), False
         return ok(), False
+
+    def _send_message(self, body: Any, idempotency_key: str | None) -> tuple[Reply, bool]:
+        problem = validate_message(body)
+        if problem:
+            return error(422, problem.code, problem.title, problem.detail, problem.pointer), False
+        data, repeated = self.messaging.send(body, idempotency_key)
+        return Reply(200, {"data": data}), repeated
 
     def _claim(self, key: tuple[str, str]) -> bool:
         """Atomically claim a command_id for this call; False when it was used in the last 60 s."""
@@ -407,7 +423,23 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class OtherHost:
+class LoopbackHTTP:
+    """An HTTP server on a free loopback port, served from a daemon thread inside a `with` block."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], thread_name: str) -> None:
+        self._server = _Server(("127.0.0.1", 0), handler)
+        self._thread_name = thread_name
+
+    def __enter__(self) -> Any:
+        threading.Thread(target=self._server.serve_forever, name=self._thread_name, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class OtherHost(LoopbackHTTP):
     """Another HTTP server on loopback, for a scripted redirect to point at: it answers 200 with Call Control's
     success body to any method, as the host in the incident did, and records every request it gets, so a test
     can assert that nothing was ever sent there. `url` names it "localhost", not 127.0.0.1 like the fake, so a
@@ -415,19 +447,11 @@ class OtherHost:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, bytes]] = []  # (method, path, body), in arrival order
-        self._server = _Server(("127.0.0.1", 0), _recording_handler(self.requests))
+        super().__init__(_recording_handler(self.requests), "other-host")
 
     @property
     def url(self) -> str:
         return f"http://localhost:{self._server.server_address[1]}"
-
-    def __enter__(self) -> OtherHost:
-        threading.Thread(target=self._server.serve_forever, name="other-host", daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def _recording_handler(requests: list[tuple[str, str, bytes]]) -> type[BaseHTTPRequestHandler]:

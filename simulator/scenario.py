@@ -15,8 +15,9 @@ STEP_KINDS = ("say", "dtmf", "wait_s", "hangup")
 EXPECT_KEYS = frozenset({
     "outcome", "transferred_to", "spoke_goodbye_before_hangup", "assistant_said_contains",
     "assistant_said_times", "max_commands_after_hangup", "message_taken", "max_duplicate_effects",
-    "transfer_attempts",
+    "transfer_attempts", "sms_sent", "recorded",
 })
+SERVICES = ("default", "after_hours", "recording")  # which service a scenario calls (simulator/service.py)
 
 
 class ScenarioError(ValueError):
@@ -51,6 +52,7 @@ class Scenario:
     transfer: TransferPlan = field(default_factory=TransferPlan)
     expect: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 60.0
+    service: str = "default"  # one of SERVICES: the demo's service, or one set up differently (service.py)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -83,7 +85,14 @@ def parse_scenario(raw: Any, default_name: str = "scenario") -> Scenario:
         transfer=TransferPlan(**(raw.get("transfer") or {})),
         expect=dict(expect),
         timeout_s=float(raw.get("timeout_s", 60.0)),
+        service=_service(raw.get("service", "default")),
     )
+
+
+def _service(name: Any) -> str:
+    if name not in SERVICES:
+        raise ScenarioError(f"service must be one of {', '.join(SERVICES)}, got {name!r}")
+    return name
 
 
 def parse_step(item: Any) -> Step:

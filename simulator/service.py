@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,25 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_OVERRIDES = {"dialog.silence_timeout_s": 1.5}
+# The clinic is open around the clock in the demo, so scenarios end the same way at any hour; the after-hours
+# scenarios run on a service where it is closed (after_hours_overrides). Transfers use answering machine
+# detection, and messages go by SMS to a staff phone, both through the fake Telnyx.
+STAFF_PHONE = "+13125550199"
+DEMO_OVERRIDES = {"dialog.silence_timeout_s": 1.5, "business.open": {}, "business.closed_on": [],
+                  "transfer.machine_detection": True, "messages.sms_to": [STAFF_PHONE]}
+
+
+def after_hours_overrides() -> dict[str, Any]:
+    """The business closed all of yesterday, today and tomorrow (UTC dates: today wherever its time zone is)."""
+    today = datetime.now(UTC).date()
+    return {"business.closed_on": [today + timedelta(days=days) for days in (-1, 0, 1)]}
+
+
+def scenario_overrides(service: str) -> dict[str, Any]:
+    """The config a scenario's `service` names (simulator/scenario.py, SERVICES): none for the default one."""
+    if service == "after_hours":
+        return after_hours_overrides()
+    return {"recording.enabled": True} if service == "recording" else {}
 REMOVED_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 

@@ -35,6 +35,8 @@ def _body_summary(record: RequestRecord) -> str:
         return f" ({len(str(body.get('payload', '')))} chars)"
     if record.action == "transfer":
         return f" to {body.get('to')}"
+    if record.action == "messages":
+        return f" SMS from {body.get('from')} to {body.get('to')}: {str(body.get('text', ''))[:90]}..."
     if record.action == "playback_stop":
         return f" stop={body.get('stop', 'all')}"
     return ""

@@ -183,7 +183,8 @@ def test_the_business_words_have_no_default(raw_config):
 REQUIRED = object()
 # Keys whose example value is the sample business's own data, not the default.
 SAMPLE_DATA = {"business.hours", "business.address", "business.description", "transfer.destinations",
-               "transfer.default_destination", "intents"}
+               "transfer.default_destination", "intents", "business.timezone", "business.open", "business.closed_on",
+               "assistant.after_hours_greeting"}
 
 
 def model_keys(model: type[BaseModel], prefix: str = ""):
@@ -195,13 +196,15 @@ def model_keys(model: type[BaseModel], prefix: str = ""):
             yield f"{prefix}{name}", REQUIRED if info.is_required() else info.default
 
 
-def test_the_example_shows_every_key_and_its_default(example_config):
+def test_the_example_shows_every_key_and_its_default(shipped_config):
+    example_config = shipped_config
     for dotted, default in model_keys(Settings):
         node = example_config
         for part in dotted.split("."):
             assert part in node, f"{dotted} is missing from config.example.yml"
             node = node[part]
         if default is not REQUIRED and dotted not in SAMPLE_DATA:
+            default = list(default) if isinstance(default, tuple) else default  # YAML has lists, not tuples
             assert node == default, f"{dotted}: config.example.yml shows {node!r}, the default is {default!r}"
 
 

@@ -26,12 +26,14 @@ CALL_FIXTURES = [
     "call_playback_ended",
     "call_bridged",
     "call_hangup",
+    "call_recording_saved",
 ]
 TRANSFER_FIXTURES = [
     "transfer_leg_initiated",
     "transfer_leg_answered",
     "transfer_leg_bridged",
     "transfer_leg_hangup_no_answer",
+    "transfer_leg_machine_detection_ended",
 ]
 LEG_FIELDS = ("call_control_id", "call_leg_id", "call_session_id", "connection_id")
 SPEAK = {

@@ -25,6 +25,7 @@ from commands import (
 )
 from events import BrainFailed, BrainReplied, CommandFailed, TimerFired, transfer_client_state
 from fakes import ManualClock, brain_error
+from message_delivery import build_message_delivery
 from runners import CALL_OVER, MAX_REASON_CHARS, Runners
 from spec import validate_request
 from telnyx_client import TelnyxConnectionError, TelnyxHTTPError, TelnyxTimeout
@@ -51,7 +52,8 @@ def scheduled() -> list[tuple]:
 
 @pytest.fixture
 def runners(settings, telnyx, scripted_brain, calls, scheduled, clock) -> Runners:
-    return Runners(settings, telnyx, scripted_brain, calls, lambda *timer: scheduled.append(timer), clock)
+    deliveries = build_message_delivery(settings, None, clock)  # nothing configured: the outbox thread never starts
+    return Runners(settings, telnyx, scripted_brain, calls, lambda *timer: scheduled.append(timer), clock, deliveries)
 
 
 @pytest.fixture

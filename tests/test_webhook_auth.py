@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from fixtures import new_keypair, sign
-from webhook_auth import SignatureError, WebhookVerifier, load_public_key
+from webhook_auth import SignatureError, WebhookVerifier, load_public_key, load_public_keys
 
 NOW = 1_800_000_000
 BODY = b'{"data":{"event_type":"call.initiated","id":"e1","payload":{"call_control_id":"v3:abc"}}}'
@@ -97,3 +97,19 @@ def test_duplicate_signature_headers_fail(verifier, keypair):
 def test_malformed_public_keys_are_refused(key):
     with pytest.raises(ValueError):
         load_public_key(key)
+
+
+def test_during_a_rotation_either_key_verifies(keypair):
+    """TELNYX_PUBLIC_KEY="old,new": webhooks signed by the old key and by the new one both pass."""
+    new_private, new_public = new_keypair()
+    verifier = WebhookVerifier(load_public_keys([keypair[1], new_public]), tolerance_s=300, clock=lambda: NOW)
+    verifier.verify(BODY, sign(BODY, keypair[0], str(NOW)))
+    verifier.verify(BODY, sign(BODY, new_private, str(NOW)))
+    stranger, _ = new_keypair()
+    with pytest.raises(SignatureError, match="does not match"):
+        verifier.verify(BODY, sign(BODY, stranger, str(NOW)))
+
+
+def test_no_keys_at_all_is_refused():
+    with pytest.raises(ValueError, match="no public key"):
+        load_public_keys([])

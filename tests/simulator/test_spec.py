@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import ValidationError
 
 from simulator.validation import ACTIONS, validate
-from tests.spec import request_schema, validate_request
+from tests.spec import DEFAULT_SPEC_PATH, request_schema, validate_request
 
 SIMPLE_KINDS = ("string", "integer", "boolean", "string|integer", "uuid")
 
@@ -32,6 +34,8 @@ def spec_property(action: str, name: str) -> dict:
     node = request_schema(action)["properties"][name]
     while "allOf" in node and len(node) == 1:
         node = node["allOf"][0]
+    if set(node) == {"$ref"}:  # a named schema (record_start's transcription_language: TranscriptionLanguage)
+        node = json.loads(DEFAULT_SPEC_PATH.read_text())["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
     return node
 
 
