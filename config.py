@@ -261,6 +261,20 @@ class LoggingConfig(Section):
     level: LogLevel = "INFO"
 
 
+class AdminConfig(Section):
+    """The operator's state: the AI switch, the rollback guard's window, messages marked called back."""
+
+    state_path: StrictStr | None = "ops_state.json"  # memory store only (Redis keeps it); empty: not kept
+
+
+class RollbackConfig(Section):
+    """When the rollback guard switches the AI off (ai_switch.py)."""
+
+    window_calls: Annotated[StrictInt, _between(3, 1000)] = 20
+    max_brain_failure_share: Annotated[StrictFloat, _between(0, 1)] = 0.3
+    max_escalation_share: Annotated[StrictFloat, _between(0, 1)] = 0.9
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Values read only from the environment; never logged."""
@@ -271,6 +285,8 @@ class Secrets:
     openai_api_key: str = field(default="", repr=False)
     openai_base_url: str = ""
     redis_url: str = field(default="", repr=False)  # may carry a password
+    admin_token: str = field(default="", repr=False)  # turns on /admin
+    metrics_token: str = field(default="", repr=False)  # when set, /metrics wants it
 
     @property
     def llm_configured(self) -> bool:
@@ -293,6 +309,8 @@ class Settings(Section):
     redis: RedisConfig = RedisConfig()
     call_log: CallLogConfig = CallLogConfig()
     logging: LoggingConfig = LoggingConfig()
+    admin: AdminConfig = AdminConfig()
+    rollback: RollbackConfig = RollbackConfig()
     _secrets: Secrets = Secrets()
 
     @pydantic.field_validator("*", mode="before")
@@ -338,6 +356,7 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     secrets = _read_secrets(env)
     problems = _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
     problems += _check_redis_url(secrets.redis_url)
+    problems += _check_tokens(secrets)
     context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
     try:
         settings = Settings.model_validate(dict(raw), context=context)
@@ -428,6 +447,8 @@ def _read_secrets(env: Mapping[str, str]) -> Secrets:
         openai_api_key=env.get("OPENAI_API_KEY", ""),
         openai_base_url=env.get("OPENAI_BASE_URL", ""),
         redis_url=env.get("REDIS_URL", "").strip(),
+        admin_token=env.get("ADMIN_TOKEN", "").strip(),
+        metrics_token=env.get("METRICS_TOKEN", "").strip(),
     )
 
 
@@ -436,6 +457,16 @@ def _check_redis_url(url: str) -> list[str]:
         return [f"REDIS_URL: must start with {', '.join(REDIS_SCHEMES)} (the address itself is not shown: it may "
                 "hold a password)"]
     return []
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def _check_tokens(secrets: Secrets) -> list[str]:
+    """ADMIN_TOKEN and METRICS_TOKEN are passwords: one short enough to guess is refused."""
+    named = {"ADMIN_TOKEN": secrets.admin_token, "METRICS_TOKEN": secrets.metrics_token}
+    return [f"{name}: at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 16`)"
+            for name, token in named.items() if token and len(token) < MIN_TOKEN_CHARS]
 
 
 def _check_secrets(secrets: Secrets, verify: Any) -> list[str]:

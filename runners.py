@@ -9,9 +9,11 @@ Every Telnyx command fails the same way: the error is logged and comes back as a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
+import metrics
 from brains import Brain, BrainError
 from call_log import CallLog, build_record
 from calls import CallRegistry, CallState
@@ -71,7 +73,10 @@ class Runners:
         calls: CallRegistry,
         schedule: Schedule,
         clock: Callable[[], float],
+        on_finish: Callable[[CallState], None] = lambda state: None,
     ):
+        self.on_finish = on_finish
+        self.brain_name = brain_label(brain)
         self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
         self.voice = settings.assistant.voice
         self.language = settings.assistant.language
@@ -119,7 +124,9 @@ class Runners:
             state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id, **tag
         )
         if sent and state.turns and state.turns[-1].responded_at is None:
-            state.turns[-1].responded_at = self.clock()
+            turn = state.turns[-1]
+            turn.responded_at = self.clock()
+            metrics.turn_answered(turn.responded_at - turn.received_at)
         return sent
 
     def _transcription_start(self, state: CallState, command: StartTranscription, command_id: str) -> bool:
@@ -144,19 +151,51 @@ class Runners:
         return self.telnyx.hangup(state.call_control_id, command_id=command_id)
 
     def _ask_brain(self, state: CallState, command: AskBrain) -> Event:
+        started = time.monotonic()
+        follow_up, failure = self._brain_answer(state, command)
+        metrics.brain_answered(self.brain_name, time.monotonic() - started, failure)
+        return follow_up
+
+    def _brain_answer(self, state: CallState, command: AskBrain) -> tuple[Event, str | None]:
+        """The follow-up event, and what kind of failure it was (None when the brain answered)."""
         try:
-            return BrainReplied(self.brain.reply(list(state.history), command.utterance))
+            return BrainReplied(self.brain.reply(list(state.history), command.utterance)), None
         except BrainError as exc:
-            return BrainFailed(str(exc)[:MAX_REASON_CHARS])
+            return BrainFailed(str(exc)[:MAX_REASON_CHARS]), failure_kind(str(exc))
         except Exception as exc:  # a broken brain must not leave the caller in silence
             log.exception("call=%s brain crashed", state.call_control_id)
-            return BrainFailed(type(exc).__name__)
+            return BrainFailed(type(exc).__name__), "crashed"
 
     def _finish(self, state: CallState) -> CallOver:
         self.call_log.write(build_record(state, self.clock(), self.redact))
         self.calls.close(state.call_control_id)
         log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
+        self.on_finish(state)
         return CALL_OVER
+
+
+def brain_label(brain: Brain) -> str:
+    """The brain's metric label: `llm`, `intent`, or the class name of another."""
+    name = type(brain).__name__
+    return {"LLMBrain": "llm", "IntentBrain": "intent"}.get(name, name)
+
+
+# Words of a BrainError (brains/llm.py) -> the brain_failures_total reason label; the first match wins.
+FAILURE_KINDS = (
+    ("deadline", "timeout"),
+    ("timed out", "timeout"),
+    ("http", "http_error"),
+    ("connect", "connection"),
+    ("model reply", "bad_reply"),
+    ("no content", "bad_reply"),
+    ("no choices", "bad_reply"),
+)
+
+
+def failure_kind(reason: str) -> str:
+    """A bounded metric label for a brain failure's free-text reason."""
+    lowered = reason.lower()
+    return next((kind for words, kind in FAILURE_KINDS if words in lowered), "error")
 
 
 def transcription_body(settings: Settings) -> dict[str, Any]:

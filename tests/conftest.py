@@ -58,6 +58,13 @@ def store_env(request, store_kind) -> dict[str, str]:
     return {"REDIS_URL": request.getfixturevalue("redis_server").url}
 
 
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path, monkeypatch):
+    """Relative paths of the example config (call log, admin.state_path) land in the test's temp dir, so no
+    test sees another's AI switch or rollback window."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def example_config() -> dict:
     """config.example.yml as loaded; shared by the session, so copy it before changing anything."""
