@@ -47,7 +47,7 @@ def create_app(
     # chunked body (no Content-Length) at the limit; reading one byte more lets the route see it was longer.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     app.extensions["receptionist"] = receptionist
-    metrics.instrument_webhooks(app, HANDLERS)
+    metrics.instrument_webhooks(app, [*HANDLERS, *metrics.UNHANDLED_EVENT_TYPES])
     metrics.register_metrics_page(app, lambda: shared_figures(receptionist), settings.secrets.metrics_token)
     register_admin(app, receptionist, settings)
 

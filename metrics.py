@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 WEBHOOK_ENDPOINT = "telnyx_webhook"
+# Telnyx events the service receives and acknowledges without acting on them: counted under their own name.
+UNHANDLED_EVENT_TYPES = ("call.speak.started", "call.playback.started", "call.playback.ended", "call.recording.saved",
+                         "call.machine.detection.ended", "call.gather.ended")
 
 WEBHOOKS = Counter("receptionist_webhooks", "Webhooks answered, by event type and outcome",
                    ["event_type", "outcome"])
