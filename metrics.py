@@ -59,6 +59,11 @@ ESCALATIONS = Counter("receptionist_escalations", "Calls handed to a person (or 
 ROLLBACKS = Counter("receptionist_ai_rollbacks", "Times the rollback guard switched the AI off, by reason",
                     ["reason"])
 
+# Series that alerts watch for a first increase exist from the start, at 0 (ops/alerts.yml uses increase()).
+WEBHOOKS.labels("unparsed", "rejected_signature")
+for _reason in ("brain_failures", "escalations"):
+    ROLLBACKS.labels(_reason)
+
 # A call's outcome (calls.CallState.outcome) as the calls_total label.
 CALL_OUTCOMES = {
     "hung_up_by_assistant": "resolved",
@@ -161,6 +166,13 @@ def instrument_webhooks(app: Flask, known_event_types: Iterable[str]) -> None:
 # ---------------------------------------------------------------- GET /metrics
 
 
+SHARED_GAUGES = {
+    "receptionist_live_calls": "Calls in progress (all workers and instances)",
+    "receptionist_ai_enabled": "1 when the assistant answers calls, 0 when every call goes to a person",
+    "receptionist_ai_canary_percent": "Share of callers who get the assistant while it is on",
+}
+
+
 class SharedFigures(Collector):
     """Gauges read from the shared store at scrape time: the same answer whichever worker is asked."""
 
@@ -173,13 +185,8 @@ class SharedFigures(Collector):
         except Exception:  # a scrape while Redis is away: leave the gauges out, keep the counters
             log.warning("metrics: shared figures unavailable", exc_info=True)
             return
-        helps = {
-            "receptionist_live_calls": "Calls in progress (all workers and instances)",
-            "receptionist_ai_enabled": "1 when the assistant answers calls, 0 when every call goes to a person",
-            "receptionist_ai_canary_percent": "Share of callers who get the assistant while it is on",
-        }
         for name, value in figures.items():
-            gauge = GaugeMetricFamily(name, helps[name])
+            gauge = GaugeMetricFamily(name, SHARED_GAUGES[name])
             gauge.add_metric([], value)
             yield gauge
 
