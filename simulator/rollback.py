@@ -38,6 +38,7 @@ class RollbackRun:
     tripped: bool = False
     reason: str | None = None
     next_call_actions: list[str] = field(default_factory=list)
+    next_call_transcript: str = ""
     unfinished_calls: int = 0
 
     @property
@@ -77,6 +78,7 @@ def run_rollback(network: Network, service_url: str, admin_token: str, model: St
         next_call = run_scenario(network, QUESTION)
         requests_ = network.fake.requests_for(next_call.call.call_control_id)
         run.next_call_actions = [record.action for record in requests_]
+        run.next_call_transcript = next_call.transcript
         out("the next caller " + ("goes straight to a person" if run.next_call_went_to_a_person
                                   else f"was not sent to a person: {run.next_call_actions}"))
     return run
