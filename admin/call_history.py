@@ -57,9 +57,30 @@ def _record(line: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict) or not isinstance(record.get("call_control_id"), str):
         return None
-    record["turns"] = [turn for turn in record.get("turns") or [] if isinstance(turn, dict)]
-    record["messages"] = [text for text in record.get("messages") or [] if isinstance(text, str)]
+    record["turns"] = [_turn(turn) for turn in _list(record.get("turns")) if isinstance(turn, dict)]
+    record["messages"] = [text for text in _list(record.get("messages")) if isinstance(text, str)]
+    for key in ("caller", "started_at", "ended_at", "outcome", "transferred_to", "escalation_reason"):
+        record[key] = _text(record.get(key))
     return record
+
+
+def _turn(turn: dict[str, Any]) -> dict[str, Any]:
+    """A turn with every field the page shows, whatever an older or hand-edited line lacks."""
+    return {"transcript": _text(turn.get("transcript")) or "", "reply": _text(turn.get("reply")),
+            "action": _text(turn.get("action")), "asr_confidence": _number(turn.get("asr_confidence")),
+            "response_ms": _number(turn.get("response_ms"))}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def find_call(records: list[dict[str, Any]], call_control_id: str) -> dict[str, Any] | None:
