@@ -37,6 +37,7 @@ class Chart:
     title: str
     bars: list[Bar] = field(default_factory=list)
     labels: list[tuple[float, str]] = field(default_factory=list)  # (x centre, text) under the bars
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (css class, words) below the chart
     empty: bool = True
     width: int = WIDTH
     height: int = HEIGHT + LABEL_SPACE
@@ -68,7 +69,10 @@ def outcomes_chart(records: list[dict[str, Any]], today: datetime | None = None,
         stack = [(counts[css], css, f"{day} {css}: {counts[css]}") for css in ("resolved", "transferred", "message",
                                                                               "hung_up")]
         columns.append((day[5:], stack))
-    return _columns("Outcomes per day", columns)
+    chart = _columns("Outcomes per day", columns)
+    chart.legend = [("resolved", "resolved"), ("transferred", "transferred"), ("message", "message taken"),
+                    ("hung_up", "hung up, silent or expired")]
+    return chart
 
 
 def assistant_share_chart(records: list[dict[str, Any]]) -> Chart:
@@ -77,7 +81,8 @@ def assistant_share_chart(records: list[dict[str, Any]]) -> Chart:
     handed = sum(1 for r in records if r.get("ai") and r.get("escalation_reason"))
     off = sum(1 for r in records if not r.get("ai"))
     total = alone + handed + off
-    chart = Chart("Handled by the assistant", height=40)
+    chart = Chart("Handled by the assistant", height=40, legend=[
+        ("resolved", "by the assistant"), ("transferred", "handed to a person"), ("off", "AI off")])
     if not total:
         return chart
     x = 0.0
