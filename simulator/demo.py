@@ -48,14 +48,14 @@ def run_demo(speed: float = 0.1, out: Callable[[str], None] = print, redis: bool
             out(f"call log          {services[0].call_log_path}\n")
             results = run_scenarios(network, scenarios, services[0].call_log_path, out=out)
             if serve:
-                _serve(network, services[0], token, scenarios, out, sys.stdin if commands is None else commands)
+                serve_calls(network, services[0], token, scenarios, out, sys.stdin if commands is None else commands)
     passed = all(result.passed for result in results)
     if not (serve or redis):
         passed = _rollback(speed, token, out) and passed
     return passed
 
 
-def _serve(network: Network, service: Service, token: str, scenarios: list[Scenario],
+def serve_calls(network: Network, service: Service, token: str, scenarios: list[Scenario],
            out: Callable[[str], None], commands: Iterable[str]) -> None:
     """Leave everything running; each line read places one more call (a scenario by name, Enter: the default)."""
     by_name = {scenario.name: scenario for scenario in scenarios}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -227,3 +228,21 @@ def test_the_limiter_forgets_old_failures():
     assert limiter.retry_after("a") > 0 and limiter.retry_after("b") == 0
     now[0] = 61.0
     assert limiter.retry_after("a") == 0
+
+
+@pytest.mark.both_stores
+def test_live_calls_are_listed_from_the_store(make_app, raw_config, telnyx, scripted_brain, keypair, settle):
+    from fixtures import load_fixture, sign
+
+    app = make_app(raw_config, telnyx=telnyx, brain=scripted_brain, env={"ADMIN_TOKEN": ADMIN})
+    client = app.test_client()
+    for name in ("call_initiated", "call_answered"):
+        raw = json.dumps(load_fixture(name)).encode()
+        client.post("/webhooks/telnyx", data=raw, headers=sign(raw, keypair[0], str(int(time.time()))),
+                    content_type="application/json")
+        settle(app)
+    sign_in(client)
+    page = client.get("/admin/").get_data(as_text=True)
+    live = page.split('id="live"')[1].split("</section>")[0]
+    assert "Live calls <span class=\"muted\">(1)</span>" in live
+    assert "+1********11" in live and "conversing" in live and "+13125550111" not in page
