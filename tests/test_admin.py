@@ -246,3 +246,12 @@ def test_live_calls_are_listed_from_the_store(make_app, raw_config, telnyx, scri
     live = page.split('id="live"')[1].split("</section>")[0]
     assert "Live calls <span class=\"muted\">(1)</span>" in live
     assert "+1********11" in live and "conversing" in live and "+13125550111" not in page
+
+
+@pytest.mark.parametrize("name", ["ADMIN_TOKEN", "METRICS_TOKEN"])
+def test_a_short_token_refuses_to_start(raw_config, name):
+    from config import ConfigError, build_settings
+
+    raw_config["webhook"]["verify_signatures"] = False
+    with pytest.raises(ConfigError, match=f"{name}: at least 16 characters"):
+        build_settings(raw_config, {name: "letmein"})

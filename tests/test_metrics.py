@@ -72,6 +72,19 @@ def test_every_webhook_outcome_is_counted_by_event_type(client, post_webhook, ke
     assert delta(before, after, "receptionist_webhook_ack_seconds_count") == 5
 
 
+def test_a_webhook_refused_while_stopping_counts_as_unavailable(client, post_webhook, app):
+    """503 from an error handler (ServiceStopping here; StoreUnavailable alike) is counted too."""
+    receptionist = app.extensions["receptionist"]
+    receptionist.begin_shutdown()
+    before = figures(client)
+    response = post_webhook(load_fixture("call_initiated"))
+    response.close()
+    after = figures(client)
+    outcome = "accepted" if receptionist.store.outlives_process else "unavailable"  # Redis takes it for another
+    assert response.status_code == (200 if outcome == "accepted" else 503)
+    assert delta(before, after, "receptionist_webhooks_total", event_type="call.initiated", outcome=outcome) == 1
+
+
 def test_a_turn_times_the_reply_and_the_brain(client, post_webhook, scripted_brain, settle, app):
     before = figures(client)
     scripted_brain.enqueue(BrainReply("We're open Saturday nine to one.", "continue", 0.92))
