@@ -124,6 +124,30 @@ def escalation_kind(reason: str) -> str:
     return ESCALATION_REASONS.get(head, "other")
 
 
+def brain_label(brain: object) -> str:
+    """The brain's metric label: `llm`, `intent`, or the class name of another."""
+    name = type(brain).__name__
+    return {"LLMBrain": "llm", "IntentBrain": "intent"}.get(name, name)
+
+
+# Words of a BrainError (brains/llm.py) -> the brain_failures_total reason label; the first match wins.
+FAILURE_KINDS = (
+    ("deadline", "timeout"),
+    ("timed out", "timeout"),
+    ("http", "http_error"),
+    ("connect", "connection"),
+    ("model reply", "bad_reply"),
+    ("no content", "bad_reply"),
+    ("no choices", "bad_reply"),
+)
+
+
+def failure_kind(reason: str) -> str:
+    """A bounded metric label for a brain failure's free-text reason."""
+    lowered = reason.lower()
+    return next((kind for words, kind in FAILURE_KINDS if words in lowered), "error")
+
+
 def ai_rolled_back(reason: str) -> None:
     ROLLBACKS.labels(reason).inc()
 

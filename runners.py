@@ -76,7 +76,7 @@ class Runners:
         on_finish: Callable[[CallState], None] = lambda state: None,
     ):
         self.on_finish = on_finish
-        self.brain_name = brain_label(brain)
+        self.brain_name = metrics.brain_label(brain)
         self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
         self.voice = settings.assistant.voice
         self.language = settings.assistant.language
@@ -161,7 +161,7 @@ class Runners:
         try:
             return BrainReplied(self.brain.reply(list(state.history), command.utterance)), None
         except BrainError as exc:
-            return BrainFailed(str(exc)[:MAX_REASON_CHARS]), failure_kind(str(exc))
+            return BrainFailed(str(exc)[:MAX_REASON_CHARS]), metrics.failure_kind(str(exc))
         except Exception as exc:  # a broken brain must not leave the caller in silence
             log.exception("call=%s brain crashed", state.call_control_id)
             return BrainFailed(type(exc).__name__), "crashed"
@@ -172,30 +172,6 @@ class Runners:
         log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
         self.on_finish(state)
         return CALL_OVER
-
-
-def brain_label(brain: Brain) -> str:
-    """The brain's metric label: `llm`, `intent`, or the class name of another."""
-    name = type(brain).__name__
-    return {"LLMBrain": "llm", "IntentBrain": "intent"}.get(name, name)
-
-
-# Words of a BrainError (brains/llm.py) -> the brain_failures_total reason label; the first match wins.
-FAILURE_KINDS = (
-    ("deadline", "timeout"),
-    ("timed out", "timeout"),
-    ("http", "http_error"),
-    ("connect", "connection"),
-    ("model reply", "bad_reply"),
-    ("no content", "bad_reply"),
-    ("no choices", "bad_reply"),
-)
-
-
-def failure_kind(reason: str) -> str:
-    """A bounded metric label for a brain failure's free-text reason."""
-    lowered = reason.lower()
-    return next((kind for words, kind in FAILURE_KINDS if words in lowered), "error")
 
 
 def transcription_body(settings: Settings) -> dict[str, Any]:

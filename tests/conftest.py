@@ -77,6 +77,10 @@ def raw_config(example_config, tmp_path) -> dict:
     raw = copy.deepcopy(example_config)
     raw["call_log"]["path"] = str(tmp_path / "calls.jsonl")
     raw["redis"]["key_prefix"] = isolated_prefix()
+    # The rollback guard stays out of tests about something else: many of them send dozens of calls with a
+    # failing model or a transfer to one service. A share can never exceed 1, so these never trip it.
+    # tests/test_ai_switch.py and tests/test_rollback.py set their own thresholds.
+    raw["rollback"] = {"max_brain_failure_share": 1.0, "max_escalation_share": 1.0}
     return raw
 
 

@@ -16,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from brains import BrainError, BrainReply
 from fixtures import load_fixture, with_ids
-from metrics import escalation_kind, webhook_outcome
-from runners import failure_kind
+from metrics import escalation_kind, failure_kind, webhook_outcome
 from telnyx_client import TelnyxClient, TelnyxHTTPError
 
 pytestmark = pytest.mark.both_stores
