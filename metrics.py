@@ -31,6 +31,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from stores import StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -206,8 +208,8 @@ class SharedFigures(Collector):
     def collect(self):
         try:
             figures = self.read()
-        except Exception:  # a scrape while Redis is away: leave the gauges out, keep the counters
-            log.warning("metrics: shared figures unavailable", exc_info=True)
+        except StoreUnavailable as exc:  # a scrape while Redis is away: leave the gauges out, keep the counters
+            log.warning("metrics: live calls and AI switch left out: %s", exc)
             return
         for name, value in figures.items():
             gauge = GaugeMetricFamily(name, SHARED_GAUGES[name])

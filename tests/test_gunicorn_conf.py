@@ -94,7 +94,8 @@ def test_the_metrics_directory_is_emptied_of_a_previous_run(tmp_path, monkeypatc
 
 
 def test_without_a_metrics_directory_each_run_gets_its_own(monkeypatch):
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # recorded, so the variable the hook sets is undone too
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     conf = load_conf()
     conf.metrics_directory()
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
