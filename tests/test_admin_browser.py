@@ -89,12 +89,20 @@ def submit_token(driver, url: str, token: str) -> None:
 
 def submit(driver, button: str) -> None:
     """Click a form's button; return once the page the form led to has replaced this one."""
-    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = by_css(driver, "html")
     by_css(driver, button).click()
-    WebDriverWait(driver, 10).until(staleness_of(page))
+
+    def replaced(_) -> bool:
+        try:
+            page.is_enabled()
+        except WebDriverException:  # stale; or, mid-navigation, "node does not belong to the document"
+            return True
+        return False
+
+    WebDriverWait(driver, 10).until(replaced)
 
 
 def console_errors(driver) -> list[str]:
