@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run demo demo-redis test lint bench soak clean
+.PHONY: venv run demo demo-redis demo-serve test lint bench soak clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,11 @@ demo: venv
 # The same calls on the scaled-out service: a temporary redis-server, two instances of two workers.
 demo-redis: venv
 	$(BIN)/python -m simulator demo --redis
+
+# The scenarios, then the service left running with the operator page on: sign in at /admin, curl /metrics,
+# press Enter to place another call.
+demo-serve: venv
+	$(BIN)/python -m simulator demo --serve
 
 test: venv
 	$(BIN)/ruff check .

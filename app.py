@@ -9,14 +9,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+import metrics
+from admin import register_admin
 from brains import Brain
 from brains.intent import IntentBrain
 from brains.llm import LLMBrain
 from brains.streaming import StreamingLLMBrain
 from config import Settings, build_settings, load_settings
+from dialog import HANDLERS
 from events import BadEvent, parse_event
 from receptionist import Receptionist, ServiceStopping
 from stores import StoreUnavailable
@@ -45,6 +48,9 @@ def create_app(
     # chunked body (no Content-Length) at the limit; reading one byte more lets the route see it was longer.
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     app.extensions["receptionist"] = receptionist
+    metrics.instrument_webhooks(app, [*HANDLERS, *metrics.UNHANDLED_EVENT_TYPES])
+    metrics.register_metrics_page(app, lambda: shared_figures(receptionist), settings.secrets.metrics_token)
+    register_admin(app, receptionist, settings)
 
     @app.post("/webhooks/telnyx")
     def telnyx_webhook():
@@ -63,6 +69,7 @@ def create_app(
             event = parse_event(raw, received_at=time.time())
         except BadEvent as exc:
             return json_error(400, str(exc))
+        g.event_type = event.event_type
         accepted = receptionist.accept(event)
         return jsonify(status="accepted" if accepted else "duplicate")
 
@@ -92,6 +99,16 @@ def create_app(
         return json_error(exc.code or 500, exc.description or exc.name)
 
     return app
+
+
+def shared_figures(receptionist: Receptionist) -> dict[str, float]:
+    """The gauges every worker answers alike (metrics.py): read from the store at scrape time."""
+    setting = receptionist.switch.current()
+    return {
+        "receptionist_live_calls": len(receptionist.calls),
+        "receptionist_ai_enabled": float(setting.enabled),
+        "receptionist_ai_canary_percent": setting.canary_percent,
+    }
 
 
 def json_error(status: int, message: str):

@@ -171,6 +171,12 @@ class CallRegistry:
         with self._lock:
             return call_control_id in self._live or call_control_id in self._ended
 
+    def snapshot(self, limit: int) -> list[CallState]:
+        """Up to `limit` live calls, oldest first, for the operator page (read only)."""
+        with self._lock:
+            states = sorted(self._live.values(), key=lambda state: state.started_at)
+        return states[:limit]
+
     def expired(self) -> list[str]:
         """Calls older than the limit, whose hangup presumably never arrived."""
         cutoff = self.clock() - self.max_call_age_s

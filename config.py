@@ -323,6 +323,20 @@ class LoggingConfig(Section):
     level: LogLevel = "INFO"
 
 
+class AdminConfig(Section):
+    """The operator's state: the AI switch, the rollback guard's window, messages marked called back."""
+
+    state_path: StrictStr | None = "ops_state.json"  # memory store only (Redis keeps it); empty: not kept
+
+
+class RollbackConfig(Section):
+    """When the rollback guard switches the AI off (ai_switch.py)."""
+
+    window_calls: Annotated[StrictInt, _between(3, 1000)] = 20
+    max_brain_failure_share: Annotated[StrictFloat, _between(0, 1)] = 0.3
+    max_escalation_share: Annotated[StrictFloat, _between(0, 1)] = 0.9
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Values read only from the environment; never logged."""
@@ -334,6 +348,8 @@ class Secrets:
     openai_base_url: str = ""
     redis_url: str = field(default="", repr=False)  # may carry a password
     messages_webhook_secret: str = field(default="", repr=False)
+    admin_token: str = field(default="", repr=False)  # turns on /admin
+    metrics_token: str = field(default="", repr=False)  # when set, /metrics wants it
 
     @property
     def telnyx_public_keys(self) -> tuple[str, ...]:
@@ -363,6 +379,8 @@ class Settings(Section):
     recording: RecordingConfig = RecordingConfig()
     call_log: CallLogConfig = CallLogConfig()
     logging: LoggingConfig = LoggingConfig()
+    admin: AdminConfig = AdminConfig()
+    rollback: RollbackConfig = RollbackConfig()
     _secrets: Secrets = Secrets()
 
     @pydantic.field_validator("*", mode="before")
@@ -410,6 +428,7 @@ def build_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Settings:
     problems += _check_secrets(secrets, verify=_section(raw, "webhook").get("verify_signatures"))
     problems += _check_redis_url(secrets.redis_url)
     problems += _check_webhook_secret(secrets.messages_webhook_secret, _section(raw, "messages").get("webhook_url"))
+    problems += _check_tokens(secrets)
     context = {"destinations": _section(_section(raw, "transfer"), "destinations")}
     try:
         settings = Settings.model_validate(dict(raw), context=context)
@@ -502,6 +521,8 @@ def _read_secrets(env: Mapping[str, str], problems: list[str]) -> Secrets:
         openai_base_url=env.get("OPENAI_BASE_URL", ""),
         redis_url=env.get("REDIS_URL", "").strip(),
         messages_webhook_secret=read_secret(env, "MESSAGES_WEBHOOK_SECRET", problems),
+        admin_token=env.get("ADMIN_TOKEN", "").strip(),
+        metrics_token=env.get("METRICS_TOKEN", "").strip(),
     )
 
 
@@ -522,6 +543,14 @@ def _check_webhook_secret(secret: str, webhook_url: Any) -> list[str]:
     except ValueError as exc:
         return [f"MESSAGES_WEBHOOK_SECRET: {exc}"]
     return []
+MIN_TOKEN_CHARS = 16
+
+
+def _check_tokens(secrets: Secrets) -> list[str]:
+    """ADMIN_TOKEN and METRICS_TOKEN are passwords: one short enough to guess is refused."""
+    named = {"ADMIN_TOKEN": secrets.admin_token, "METRICS_TOKEN": secrets.metrics_token}
+    return [f"{name}: at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 16`)"
+            for name, token in named.items() if token and len(token) < MIN_TOKEN_CHARS]
 
 
 def _check_secrets(secrets: Secrets, verify: Any) -> list[str]:

@@ -15,7 +15,9 @@ timers fire from Redis in whichever process is serving. See RELIABILITY.md for w
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # gunicorn's own convention. Without Redis, more than one is refused below: call state lives in one process.
@@ -50,6 +52,44 @@ def on_starting(server):
     if server.cfg.workers != 1 and not os.environ.get("REDIS_URL"):
         server.log.error(ONE_WORKER_ONLY.format(workers=server.cfg.workers))
         sys.exit(1)
+    metrics_directory()
+
+
+# ---------------------------------------------------------------- /metrics across workers (metrics.py)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_OWN_METRICS_DIR = []  # the directory this master made, removed when it exits
+
+
+def metrics_directory():
+    """Every worker writes its counters under one directory, fresh for this run, that /metrics adds up.
+
+    An operator's PROMETHEUS_MULTIPROC_DIR is emptied of the previous run's files; without one, a temporary
+    directory is made. Set before the workers start, so that they import prometheus-client in that mode.
+    """
+    directory = os.environ.get(MULTIPROC_DIR)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):
+            if name.endswith(".db"):
+                os.remove(os.path.join(directory, name))
+        return
+    directory = tempfile.mkdtemp(prefix="receptionist-metrics-")
+    _OWN_METRICS_DIR.append(directory)
+    os.environ[MULTIPROC_DIR] = directory
+
+
+def child_exit(server, worker):
+    """A worker is gone: its live gauges no longer count (its counters and histograms still do)."""
+    if os.environ.get(MULTIPROC_DIR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for directory in _OWN_METRICS_DIR:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _receptionist(worker):

@@ -14,7 +14,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
+import metrics
+from ai_switch import AiSwitch, RollbackGuard
 from brains import Brain
 from calls import CallState, Phase
 from config import Settings
@@ -55,7 +58,10 @@ class Receptionist:
         self.scheduler = scheduler or Scheduler()
         self.store = store or build_store(settings, self.scheduler, clock)
         self.deliveries = build_message_delivery(settings, self.store, clock)
-        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock, self.deliveries)
+        self.switch = AiSwitch(self.store.shared, settings, clock)
+        self.guard = RollbackGuard(self.store.shared, self.switch, settings.rollback)
+        self.runners = Runners(settings, telnyx, brain, self.store.calls, self.store.schedule, clock, self.deliveries,
+                               on_finish=self._finished)
         self.store.start(self._process)
         self.deliveries.start()
         self.calls, self.seen, self.queues = self.store.calls, self.store.seen, self.store.queues
@@ -172,7 +178,7 @@ class Receptionist:
         while pending:
             event, origin = pending.popleft()
             state.last_event_at = self.clock()
-            for index, command in enumerate(decide(state, event, self.policy)):
+            for index, command in enumerate(decide(state, event, self._policy_for(event))):
                 command_id = command_id_for(state.call_control_id, origin, type(command).__name__, str(index))
                 follow_up = self.runners.run(state, command, command_id)
                 if follow_up is CALL_OVER:
@@ -191,6 +197,17 @@ class Receptionist:
                 if not self._run(state, event, f"{origin}:{number}"):
                     return False
         return True
+
+    def _policy_for(self, event: Event) -> Policy:
+        """A new call gets the AI switch as it is now (ai_switch.py); the switch is read only then."""
+        if event.event_type != "call.initiated":
+            return self.policy
+        setting = self.switch.current()
+        return replace(self.policy, ai_enabled=setting.enabled, canary_percent=setting.canary_percent)
+
+    def _finished(self, state: CallState) -> None:
+        metrics.call_finished(state.outcome, state.escalation_reason, state.ai)
+        self.guard.call_finished(state)
 
     def _adopt(self, call_control_id: str, item: CallEvent) -> None:
         """The caller speaks on a call whose state died with a previous worker: hand them to a person.

@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import metrics
 from brains import Brain, BrainError, ReplyStream
 from call_log import CallLog, build_record
 from calls import CallRegistry, CallState
@@ -83,7 +85,10 @@ class Runners:
         schedule: Schedule,
         clock: Callable[[], float],
         deliveries: MessageDelivery,
+        on_finish: Callable[[CallState], None] = lambda state: None,
     ):
+        self.on_finish = on_finish
+        self.brain_name = metrics.brain_label(brain)
         self.telnyx, self.brain, self.calls, self.schedule, self.clock = telnyx, brain, calls, schedule, clock
         self.deliveries, self.business = deliveries, settings.business.name
         self.voice = settings.assistant.voice
@@ -147,7 +152,9 @@ class Runners:
         if sent and state.turns:
             turn = state.turns[-1]
             turn.last_spoke_at = self.clock()
-            turn.responded_at = turn.responded_at or turn.last_spoke_at
+            if turn.responded_at is None:
+                turn.responded_at = turn.last_spoke_at
+                metrics.turn_answered(turn.responded_at - turn.received_at)
         return sent
 
     def _transcription_start(self, state: CallState, command: StartTranscription, command_id: str) -> bool:
@@ -185,13 +192,20 @@ class Runners:
     def _ask_brain(self, state: CallState, command: AskBrain) -> Event | Iterator[Event]:
         if callable(getattr(self.brain, "stream", None)):
             return self._stream_reply(state, command)
+        started = time.monotonic()
+        follow_up, failure = self._brain_answer(state, command)
+        metrics.brain_answered(self.brain_name, time.monotonic() - started, failure)
+        return follow_up
+
+    def _brain_answer(self, state: CallState, command: AskBrain) -> tuple[Event, str | None]:
+        """The follow-up event, and what kind of failure it was (None when the brain answered)."""
         try:
-            return BrainReplied(self.brain.reply(list(state.history), command.utterance))
+            return BrainReplied(self.brain.reply(list(state.history), command.utterance)), None
         except BrainError as exc:
-            return BrainFailed(str(exc)[:MAX_REASON_CHARS])
+            return BrainFailed(str(exc)[:MAX_REASON_CHARS]), metrics.failure_kind(str(exc))
         except Exception as exc:  # a broken brain must not leave the caller in silence
             log.exception("call=%s brain crashed", state.call_control_id)
-            return BrainFailed(type(exc).__name__)
+            return BrainFailed(type(exc).__name__), "crashed"
 
     def _stream_reply(self, state: CallState, command: AskBrain) -> Iterator[Event]:
         """The reply's parts as events, while `stop_reply` can reach it; a failure becomes BrainFailed."""
@@ -205,16 +219,20 @@ class Runners:
         cause = state.turns[-1].event_id if state.turns else ""
         with self._replies_lock:
             self._replies[call_control_id] = (reply, cause)
+        started, failure = time.monotonic(), None
         try:
             with contextlib.closing(reply.parts()) as parts:
                 for part in parts:
                     yield BrainStreamed(part)
         except BrainError as exc:
+            failure = metrics.failure_kind(str(exc))
             yield BrainFailed(str(exc)[:MAX_REASON_CHARS])
         except Exception as exc:
+            failure = "crashed"
             log.exception("call=%s brain crashed", call_control_id)
             yield BrainFailed(type(exc).__name__)
         finally:
+            metrics.brain_answered(self.brain_name, time.monotonic() - started, failure)
             with self._replies_lock:
                 if self._replies.get(call_control_id, (None, ""))[0] is reply:
                     del self._replies[call_control_id]
@@ -250,6 +268,7 @@ class Runners:
         self.call_log.write(record)
         self.calls.close(state.call_control_id)
         log.info("call=%s finished outcome=%s", state.call_control_id, state.outcome)
+        self.on_finish(state)
         return CALL_OVER
 
 

@@ -24,6 +24,7 @@ import requests
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+import metrics
 from config import CallsConfig, TelnyxConfig
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,19 @@ class TelnyxClient:
         return self._action(call_control_id, "record_stop", body, command_id)
 
     def _action(self, call_control_id: str, action: str, body: dict[str, Any], command_id: str) -> bool:
+        """One command, retries included, counted and timed (metrics.py) whatever its outcome."""
+        started, status = time.monotonic(), "error"
+        try:
+            sent = self._attempts(call_control_id, action, body, command_id)
+            status = "ok" if sent else "call_ended"
+            return sent
+        except TelnyxError as exc:
+            status = command_status(exc)
+            raise
+        finally:
+            metrics.telnyx_command(action, status, time.monotonic() - started)
+
+    def _attempts(self, call_control_id: str, action: str, body: dict[str, Any], command_id: str) -> bool:
         url = f"{self.base_url}/calls/{quote(call_control_id, safe=':')}/actions/{action}"
         body = {**body, "command_id": command_id}
         for attempt in range(1, self.max_attempts + 1):
@@ -258,6 +272,13 @@ def _http_error(response: requests.Response, content: bytes) -> TelnyxHTTPError:
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         pass
     return TelnyxHTTPError(response.status_code, code, title)
+
+
+def command_status(error: TelnyxError) -> str:
+    """The telnyx_commands_total status label of a failed command: its HTTP status, timeout or connection."""
+    if isinstance(error, TelnyxHTTPError):
+        return str(error.status)
+    return {TelnyxTimeout: "timeout", TelnyxConnectionError: "connection"}.get(type(error), "error")
 
 
 def _call_ended(error: TelnyxHTTPError) -> bool:

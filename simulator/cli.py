@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--redis", action="store_true",
                       help="scaled out: a temporary redis-server, two instances of two workers, webhooks spread "
                            "at random (needs redis-server installed)")
+    demo.add_argument("--serve", action="store_true",
+                      help="after the scenarios, leave the service running with the operator page on (/admin) and "
+                           "place a call each time Enter is pressed")
+    demo.add_argument("--port", type=int, help="where the service listens (default: a free port)")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
@@ -140,4 +144,4 @@ def cmd_serve_fake(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from simulator.demo import run_demo
 
-    return 0 if run_demo(speed=args.speed, redis=args.redis) else 1
+    return 0 if run_demo(speed=args.speed, redis=args.redis, serve=args.serve, port=args.port) else 1

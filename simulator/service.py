@@ -110,6 +110,7 @@ def write_config(directory: Path, overrides: Mapping[str, Any] | None = None) ->
     raw = yaml.safe_load((ROOT / "config.example.yml").read_text(encoding="utf-8"))
     call_log = directory / "call_log.jsonl"
     raw.setdefault("call_log", {})["path"] = str(call_log)
+    raw.setdefault("admin", {})["state_path"] = str(directory / "ops_state.json")
     for dotted, value in {**DEMO_OVERRIDES, **(overrides or {})}.items():
         *parents, leaf = dotted.split(".")
         node = raw

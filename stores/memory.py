@@ -13,6 +13,7 @@ from calls import CallRegistry, SeenEvents
 from config import Settings
 from events import CallExpired, TimerFired
 from stores import Handler, QueuedEvent
+from stores.state_file import StateFile
 from workers import Scheduler, SerialQueues
 
 HOUSEKEEPING_S = 60.0
@@ -24,6 +25,7 @@ class MemoryStore:
     def __init__(self, settings: Settings, scheduler: Scheduler, clock: Callable[[], float]):
         self.calls = CallRegistry(settings.calls.max_call_age_s, clock=clock)
         self.seen = SeenEvents()
+        self.shared = StateFile(settings.admin.state_path)
         self.scheduler = scheduler
         self._workers = settings.calls.workers
         self.queues: SerialQueues | None = None

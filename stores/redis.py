@@ -105,6 +105,7 @@ class RedisStore:
         self._accept = self.redis.register_script(scripts.ACCEPT)
         self.calls = RedisCalls(self, clock)
         self.seen = RedisSeen(self)
+        self.shared = RedisShared(self)
         self.queues = LeasedQueues(self, lease_s=config.lease_s, workers=settings.calls.workers)
 
     def key(self, kind: str, name: str = "") -> str:
@@ -249,6 +250,13 @@ class RedisCalls:
         with self.store.outage.guard():
             return int(self.redis.zcard(self.store.key("live")))
 
+    def snapshot(self, limit: int) -> list[CallState]:
+        """Up to `limit` live calls, oldest first, as last committed (the operator page; read only)."""
+        with self.store.outage.guard():
+            ids = [cid.decode() for cid in self.redis.zrange(self.store.key("live"), 0, limit - 1)]
+            texts = self.redis.mget([self.store.key("call:", cid) for cid in ids]) if ids else []
+        return [load_state(text) for text in texts if text is not None]
+
     def _read(self, call_control_id: str) -> tuple[CallState | None, str | None]:
         with self.store.outage.guard():
             text = self.redis.get(self.store.key("call:", call_control_id))
@@ -262,3 +270,38 @@ class RedisSeen:
     def first_time(self, event_id: str) -> bool:
         with self.store.outage.guard():
             return bool(self.store.redis.set(self.store.key("seen:", event_id), 1, nx=True, ex=SEEN_TTL_S))
+
+
+class RedisShared:
+    """SharedValues under `<prefix>shared:`; they never expire (Redis persistence keeps them across restarts)."""
+
+    def __init__(self, store: RedisStore):
+        self.store, self.redis = store, store.redis
+
+    def _key(self, name: str) -> str:
+        return self.store.key("shared:", name)
+
+    def get(self, name: str) -> str | None:
+        with self.store.outage.guard():
+            value = self.redis.get(self._key(name))
+        return None if value is None else value.decode()
+
+    def put(self, name: str, value: str) -> None:
+        with self.store.outage.guard():
+            self.redis.set(self._key(name), value)
+
+    def push(self, name: str, item: str, keep: int) -> list[str]:
+        key = self._key(name)
+        with self.store.outage.guard():
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.lpush(key, item).ltrim(key, 0, keep - 1).lrange(key, 0, -1)
+            items = pipe.execute()[-1]
+        return [value.decode() for value in items]
+
+    def items(self, name: str) -> list[str]:
+        with self.store.outage.guard():
+            return [value.decode() for value in self.redis.lrange(self._key(name), 0, -1)]
+
+    def drop(self, name: str) -> None:
+        with self.store.outage.guard():
+            self.redis.delete(self._key(name))

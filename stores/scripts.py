@@ -8,6 +8,7 @@ Redis Cluster):
     P timers       zset: "<n>:<call id><event>" -> due   P live         zset: call id -> started_at
     P claims       a counter that makes every lease token unique
     P tries:<id>   claims of the call since its first queued event was last committed
+    P shared:<name>  the operator's values (stores/redis.py, RedisShared; no script touches them)
 Times are whole milliseconds of the Redis server's own clock (TIME), so the clocks of the machines never
 matter, and a score is exact (Lua hands numbers to Redis with 14 significant digits).
 """

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from config import build_settings
-from store_setup import isolated_prefix
+from store_setup import GUARD_OFF, isolated_prefix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,22 @@ def store_env(request, store_kind) -> dict[str, str]:
     return {"REDIS_URL": request.getfixturevalue("redis_server").url}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_working_directory(tmp_path_factory):
+    """Nothing a test writes to a relative path (admin.state_path, the call log) lands in the repository, even
+    from a module-scoped fixture, which runs before the per-test directory below is entered."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_working_directory(tmp_path, monkeypatch):
+    """Relative paths of the example config (call log, admin.state_path) land in the test's temp dir, so no
+    test sees another's AI switch or rollback window."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def shipped_config() -> dict:
     """config.example.yml exactly as shipped, schedule included; for the tests that read the file as documentation."""
@@ -83,6 +99,9 @@ def raw_config(example_config, tmp_path) -> dict:
     raw = copy.deepcopy(example_config)
     raw["call_log"]["path"] = str(tmp_path / "calls.jsonl")
     raw["redis"]["key_prefix"] = isolated_prefix()
+    # The rollback guard stays out of tests about something else: many of them send dozens of calls with a
+    # failing model or a transfer to one service. tests/test_ai_switch.py sets its own thresholds.
+    raw["rollback"] = dict(GUARD_OFF)
     return raw
 
 
@@ -139,7 +158,7 @@ def make_app(keypair, example_config, store_env):
 
     def make(config=None, *, env=None, **seams):
         if config is None or isinstance(config, dict):
-            raw = config or copy.deepcopy(example_config)
+            raw = config or copy.deepcopy({**example_config, "rollback": dict(GUARD_OFF)})
             if store_env and config is None:
                 raw["redis"]["key_prefix"] = isolated_prefix()
             config = build_settings(raw, {"TELNYX_PUBLIC_KEY": keypair[1], **store_env, **(env or {})})

@@ -73,3 +73,32 @@ def _health(port: int) -> str | None:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json().get("status")
     except (requests.RequestException, ValueError):
         return None
+
+
+def load_conf():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", ROOT / "gunicorn.conf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_metrics_directory_is_emptied_of_a_previous_run(tmp_path, monkeypatch):
+    """A counter file left by the last run would add its counts to this run's /metrics."""
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "keep.txt").write_text("not ours")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    load_conf().metrics_directory()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_without_a_metrics_directory_each_run_gets_its_own(monkeypatch):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # recorded, so the variable the hook sets is undone too
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    conf = load_conf()
+    conf.metrics_directory()
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert Path(directory).is_dir() and "receptionist-metrics-" in directory
+    conf.on_exit(None)
+    assert not Path(directory).exists()

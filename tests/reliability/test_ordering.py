@@ -37,7 +37,7 @@ from receptionist import Receptionist
 from simulator import events
 from simulator.events import Leg, WebhookEvent
 from simulator.signing import WebhookSigner
-from store_setup import isolated_prefix
+from store_setup import isolated_prefix, without_operator_state
 from telnyx_client import CallControl
 
 pytestmark = pytest.mark.both_stores
@@ -411,7 +411,7 @@ def _config(example_config: dict) -> dict:
     raw = copy.deepcopy(example_config)
     raw["call_log"]["path"] = ""
     raw["logging"]["level"] = "WARNING"
-    return raw
+    return without_operator_state(raw)
 
 
 def _run_schedules(example_config: dict, store_env: dict, examples: int, steps: int) -> Counter:

@@ -39,6 +39,7 @@ from figures import record
 from fixtures import SIGNATURE_HEADER, encode, load_fixture, new_keypair, sign, with_ids
 from simulator.fake_telnyx import FakeTelnyx
 from simulator.faults import http_error
+from store_setup import without_operator_state
 from webhooks import WEBHOOK, event, new_call_id
 
 CALLER = "+14155550123"
@@ -260,7 +261,7 @@ def settings_for(example_config: dict, tmp: Path, level: str, env: dict, redact:
     raw["telnyx"]["max_backoff_s"] = 0
     raw["ai"]["timeout_s"] = 3
     raw["dialog"]["silence_timeout_s"] = 120
-    return build_settings(raw, env)
+    return build_settings(without_operator_state(raw), env)
 
 
 @pytest.fixture(scope="module", params=["intent-INFO", "intent-DEBUG", "llm-INFO", "llm-DEBUG"])
