@@ -6,9 +6,9 @@ webhook is answered. Here each connection is a greenlet, a few KiB each, so thou
 and none waits for ever:
 
 - the request line and headers must arrive within `keepalive` seconds of the connection opening or of the
-  previous answer (gunicorn's gevent worker already bounds that wait; gunicorn.conf.py sets it). On
-  SIGTERM those waits end at once, and the connections close: an idle kept-alive connection must not hold
-  a stopping worker for `keepalive` seconds that belong to the drain of queued call work (gunicorn.conf.py);
+  previous answer (gunicorn's gevent worker already bounds that wait; gunicorn.conf.py sets it). A second
+  after SIGTERM those waits end and the connections close: an idle kept-alive connection must not hold a
+  stopping worker for `keepalive` seconds that belong to the drain of queued call work (gunicorn.conf.py);
 - the body must arrive within BODY_DEADLINE_S of the headers. It is read whole here, before the app sees
   the request, so the app never waits on a socket: a client too slow gets 408 and the connection closes.
 
@@ -32,7 +32,8 @@ BODY_DEADLINE_S = 5.0
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # File descriptors kept free beyond the connections: the listening socket, logs, Redis, Telnyx, the model.
 SPARE_DESCRIPTORS = 256
-# A connection accepted after SIGTERM, before the listening socket closes, gets this long for its request.
+# After SIGTERM: how long idle kept-alive connections stay open, and how long a connection accepted before
+# the listening socket closes gets for its request.
 STOPPING_WAIT_S = 1.0
 
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
@@ -52,7 +53,9 @@ class DeadlineWorker(GeventWorker):
 
     def handle_exit(self, sig, frame) -> None:
         super().handle_exit(sig, frame)
-        gevent.spawn(self._end_waits)  # not in the signal handler itself
+        # Not in the signal handler itself; and a second later, so that a request racing the signal on a
+        # kept-alive connection still gets its answer (503) rather than a closed connection.
+        gevent.spawn_later(STOPPING_WAIT_S, self._end_waits)
 
     def _end_waits(self) -> None:
         """Every connection waiting for a request head times out now (quietly: its own Timeout is raised)."""

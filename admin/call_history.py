@@ -55,7 +55,8 @@ def _record(line: bytes) -> dict[str, Any] | None:
         record = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("call_control_id"), str):
+    # Lines with a "record" kind (a recording saved after the call, a message delivery's status) are not calls.
+    if not isinstance(record, dict) or not isinstance(record.get("call_control_id"), str) or "record" in record:
         return None
     record["turns"] = [_turn(turn) for turn in _list(record.get("turns")) if isinstance(turn, dict)]
     record["messages"] = [text for text in _list(record.get("messages")) if isinstance(text, str)]

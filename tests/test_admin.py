@@ -200,6 +200,15 @@ def test_the_call_log_is_read_newest_first_skipping_bad_lines(tmp_path):
     assert call_history.recent_calls(None) == []
 
 
+def test_lines_that_are_not_calls_are_not_listed_as_calls(tmp_path):
+    """The call log also holds a recording saved after its call and message deliveries' statuses."""
+    path = tmp_path / "calls.jsonl"
+    others = [{"record": "recording", "call_control_id": "v3:a", "recording_url": "https://x/r.mp3"},
+              {"record": "message_delivery", "call_control_id": "v3:a", "status": "delivered"}]
+    path.write_text("\n".join(json.dumps(line) for line in [record("v3:a"), *others]) + "\n")
+    assert [r["call_control_id"] for r in call_history.recent_calls(str(path))] == ["v3:a"]
+
+
 def test_messages_carry_their_marks(tmp_path):
     marks = StateFile(str(tmp_path / "state.json"))
     records = [record("v3:a", messages=["one", "two"])]

@@ -217,7 +217,8 @@ def test_take_message_from_a_tool_call(service, model):
     receptionist, telnyx = service
     greeted(receptionist)
     model.enqueue(Stream("I can take a message for Dr. Patel.", Tool("take_message"), **PACE))
-    deliver(receptionist, said("can I leave a message for the doctor"))
+    # Not words the dialog itself reads as asking to leave a message (dialog.py): the model decides here.
+    deliver(receptionist, said("tell the doctor I will be late for my appointment"))
     assert [s.body["payload"] for s in speaks(telnyx)[1:]] == ["I can take a message for Dr. Patel."]
     assert receptionist.calls.get(CALL).phase is Phase.TAKING_MESSAGE
 

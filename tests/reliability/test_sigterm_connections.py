@@ -15,6 +15,7 @@ import time
 
 import requests
 
+from deadline_worker import STOPPING_WAIT_S
 from figures import record
 from simulator.network import Network, NetworkOptions
 from simulator.service import start_service
@@ -61,8 +62,9 @@ def test_after_sigterm_a_new_connection_gets_no_http_answer_and_an_open_one_gets
            for r in results), f"no HTTP answer ({', '.join(results)}); Telnyx delivers the webhook again")
 
 
-def test_on_sigterm_an_idle_kept_alive_connection_is_closed_at_once_not_after_keepalive():
-    """It must not hold the stopping worker for `keepalive` seconds that belong to the drain (gunicorn.conf.py)."""
+def test_on_sigterm_an_idle_kept_alive_connection_is_closed_after_a_second_not_after_keepalive():
+    """It must not hold the stopping worker for `keepalive` seconds that belong to the drain (gunicorn.conf.py);
+    the second is for a request racing the signal on it, which gets its answer."""
     with Network(NetworkOptions(speed=0.05)) as network, start_service(network.service_env()) as service:
         port = int(service.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -73,5 +75,5 @@ def test_on_sigterm_an_idle_kept_alive_connection_is_closed_at_once_not_after_ke
             closed = sock.recv(4096)
             closed_after_s = time.monotonic() - stopped_at
         exit_code = service.process.wait(30)
-    assert closed == b"" and closed_after_s < 1.0, (closed, closed_after_s)
+    assert closed == b"" and STOPPING_WAIT_S - 0.2 <= closed_after_s < STOPPING_WAIT_S + 1.0, (closed, closed_after_s)
     assert exit_code == 0
