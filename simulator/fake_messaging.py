@@ -1,6 +1,6 @@
 """The Messaging half of the fake Telnyx: `POST /v2/messages`, checked as the real API checks it.
 
-Fields are those of Telnyx's `MessageSendParams` (see ../shared/telnyx-reference.md, "Sending an SMS"): `to`
+Fields are those of Telnyx's `MessageSendParams` (Telnyx Messaging API, "Send a message"): `to`
 is required and must be +E.164 (or a short code), `from` must be +E.164 when no `messaging_profile_id` is
 given, `text` must not be empty for an SMS. A repeated `Idempotency-Key` gets the first answer again and
 sends nothing. Error codes are Telnyx's general ones (10004 missing parameter, 10015 bad request); the real
