@@ -12,6 +12,10 @@ and none waits for ever:
 - the body must arrive within BODY_DEADLINE_S of the headers. It is read whole here, before the app sees
   the request, so the app never waits on a socket: a client too slow gets 408 and the connection closes.
 
+Each wait is drawn at random between SPREAD and all of its bound: thousands of connections opened together
+(an attacker's, or every client after a network blip) then end over a second or two, not in one moment
+when the worker would close, and see reopened, all of them at once while webhooks queue behind.
+
 A body larger than the app's limit (Flask's MAX_CONTENT_LENGTH, which app.py sets one byte over
 `webhook.max_body_bytes`) is read no further than that: the app answers 413 and the connection closes.
 Measured against the alternatives in BENCHMARKS.md ("Slow and idle clients").
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import random
 import resource
 
 import gevent
@@ -32,6 +37,8 @@ BODY_DEADLINE_S = 5.0
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # File descriptors kept free beyond the connections: the listening socket, logs, Redis, Telnyx, the model.
 SPARE_DESCRIPTORS = 256
+# Each deadline above is drawn between this share of it and all of it (see the module docstring).
+SPREAD = 0.6
 # After SIGTERM: how long idle kept-alive connections stay open, and how long a connection accepted before
 # the listening socket closes gets for its request.
 STOPPING_WAIT_S = 1.0
@@ -48,7 +55,7 @@ class DeadlineWorker(GeventWorker):
         self._waiting: dict[gevent.Greenlet, gevent.Timeout] = {}  # connections waiting for a request head
 
     def timeout_ctx(self):
-        seconds = self.cfg.keepalive if self.alive else min(self.cfg.keepalive, STOPPING_WAIT_S)
+        seconds = spread(self.cfg.keepalive) if self.alive else min(self.cfg.keepalive, STOPPING_WAIT_S)
         return _WaitForRequest(self._waiting, seconds)
 
     def handle_exit(self, sig, frame) -> None:
@@ -84,7 +91,7 @@ class DeadlineWorker(GeventWorker):
             sock.sendall(CONTINUE)
             req._expected_100_continue = False
         body = None
-        with gevent.Timeout(BODY_DEADLINE_S, False):
+        with gevent.Timeout(spread(BODY_DEADLINE_S), False):
             body = req.body.read(limit)
         if body is None:
             return False
@@ -108,6 +115,11 @@ class _WaitForRequest:
     def __exit__(self, kind, value, traceback) -> bool | None:
         self.waiting.pop(gevent.getcurrent(), None)
         return self.timeout.__exit__(kind, value, traceback)
+
+
+def spread(seconds: float) -> float:
+    """A deadline of at most `seconds` and at least SPREAD of them, at random."""
+    return seconds * random.uniform(SPREAD, 1.0)
 
 
 def body_limit(app) -> int:

@@ -103,7 +103,9 @@ def rerun_base(fresh: dict, only: list[str], now: str) -> dict:
         results.pop(name, None)
         for section in ("errors", "machine_load"):
             results[section] = {k: v for k, v in results.get(section, {}).items() if not k.startswith(f"{name} (")}
-    results.setdefault("reruns", []).append({"date": now, "steps": only, "settings": fresh["settings"]})
+    # An earlier rerun of the same steps is superseded by this one.
+    earlier = [rerun for rerun in results.get("reruns", []) if set(rerun["steps"]) - set(only)]
+    results["reruns"] = [*earlier, {"date": now, "steps": only, "settings": fresh["settings"]}]
     return results
 
 

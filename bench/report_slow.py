@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.tables import p, table
+from deadline_worker import SPREAD
 
 DESIGN_LABELS = {
     "gevent_deadlines": "gevent worker with request deadlines (as deployed, `deadline_worker.py`)",
@@ -30,7 +31,9 @@ def render(results: dict) -> str:
         f"body, one byte a second, and {attack['idle']} sit idle; the attacker reopens at once every connection the "
         "server closes, so all of them are held throughout `during` (`simulator/attackers.py`, "
         "`bench/slow_clients.py`). *Answered* counts 2xx within Telnyx's 2 s; latency figures are recorded only when "
-        "every webhook was answered and every call answered. Memory mode, 1 worker.",
+        "every webhook was answered and every call answered. Memory mode, 1 worker. The gevent worker draws each "
+        f"connection's deadlines between {SPREAD:.0%} and 100% of their bound (`deadline_worker.SPREAD`), so that "
+        "connections opened together are not closed and reopened together.",
         table(["server", "phase", "answered", "ack p50 / p95 / p99", "attack"], rows),
     ])
 
