@@ -89,11 +89,9 @@ class Receptionist:
 
     def _route(self, event: CallEvent) -> tuple[str, QueuedEvent]:
         """Transfer-leg events belong to the call they were transferred from (when it is not live, see `_process`)."""
-        cid = event.call_control_id
-        if self.calls.known(cid):
-            return cid, event
-        origin = event.transferred_from
-        if origin and self.calls.is_live(origin):
+        cid, origin = event.call_control_id, event.transferred_from
+        # Asked only of a tagged event: in Redis each question is a round trip on the request thread.
+        if origin and not self.calls.known(cid) and self.calls.is_live(origin):
             return origin, LegEvent(event)
         return cid, event
 

@@ -12,7 +12,9 @@ The protocol (the scripts are in stores/scripts.py; each step is one atomic scri
    holds it; the score becomes that lease's expiry, when the call is looked at again. A call claimed
    MAX_CLAIMS times without its first event being committed has that event dropped, logged as an error: each
    process that ran it died or stalled (a poison event), and the call's later events must not wait for ever.
-3. Run. The holder reads the inbox's first event and runs it; the event stays in the inbox meanwhile.
+3. Run. The holder runs the inbox's first event; the event stays in the inbox meanwhile. CLAIM hands it the
+   event with the call's state and tombstone, and each COMMIT the next event, so a call's events run without
+   reading Redis again: only the lease holder writes a call, and it knows what it wrote.
 4. Commit (COMMIT). Only while `lease` still names the holder: the call's new state, its tombstone or the
    timers it armed are written, the event is dropped from the inbox, and either the lease is extended and
    the next event returned (back to 3), or, the inbox being empty, the lease is given up and the call
@@ -38,7 +40,9 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from events import LegEvent, TimerFired
@@ -56,6 +60,14 @@ POLL_S = 0.05
 MAX_CLAIMS = 3
 # After a Redis error the dispatcher waits this long before trying again.
 ERROR_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A call as last committed: its state (JSON, None when there is none) and whether it has ended."""
+
+    state: bytes | str | None = None
+    ended: bool = False
 
 
 class LeaseLost(Exception):
@@ -170,15 +182,15 @@ class LeasedQueues:
             for raw_id, raw_event in zip(dropped[::2], dropped[1::2], strict=True):
                 log.error("call=%s %s dropped after %d claims: each process that ran it stopped before finishing",
                           raw_id.decode(), _describe(raw_event), MAX_CLAIMS)
-            for raw_id, raw_token in zip(claimed[::2], claimed[1::2], strict=True):
+            for raw_id, raw_token, first, state, ended in _rows(claimed, scripts.CLAIMED_FIELDS):
                 call_control_id, token = raw_id.decode(), raw_token.decode()
                 with self._lock:
                     self._held[token] = call_control_id
-                self._pool.submit(self._run_call, call_control_id, token)
+                self._pool.submit(self._run_call, call_control_id, token, first, Snapshot(state, bool(ended)))
         finally:
             with self._lock:
                 self._claiming = False
-        if claimed and len(claimed) >= 2 * wanted:
+        if claimed and len(claimed) >= scripts.CLAIMED_FIELDS * wanted:
             self._wake.set()  # there may be more: look again without waiting for the poll
 
     def _renew_leases(self) -> None:
@@ -195,14 +207,13 @@ class LeasedQueues:
 
     # ------------------------------------------------------------ running one call (a pool thread)
 
-    def _run_call(self, call_control_id: str, token: str) -> None:
+    def _run_call(self, call_control_id: str, token: str, raw: bytes | None, snapshot: Snapshot) -> None:
+        """Run the call's events while its inbox has any; `raw` and `snapshot` are what CLAIM read for the first."""
         try:
-            with self.store.outage.guard():
-                raw = self.redis.lindex(self.store.key("inbox:", call_control_id), 0)
             if raw is None:
                 self._give_back(call_control_id, token)
             while raw is not None:
-                raw = self._run_event(call_control_id, token, raw)
+                raw, snapshot = self._run_event(call_control_id, token, raw, snapshot)
         except StoreUnavailable:
             pass  # logged once by the outage; the lease lapses and the events wait in Redis
         except LeaseLost:
@@ -214,9 +225,11 @@ class LeasedQueues:
             with self._lock:
                 self._held.pop(token, None)
 
-    def _run_event(self, call_control_id: str, token: str, raw: bytes) -> bytes | None:
-        """Run the inbox's first event and commit it; the next event, or None when the lease was given up."""
-        with self.store.unit_of_work(call_control_id) as unit:
+    def _run_event(self, call_control_id: str, token: str, raw: bytes,
+                   snapshot: Snapshot) -> tuple[bytes | None, Snapshot]:
+        """Run the inbox's first event and commit it: the next event (None when the lease was given up) and
+        the call as this commit left it, which only the lease holder can change."""
+        with self.store.unit_of_work(call_control_id, snapshot) as unit:
             self._handle_one(call_control_id, raw)
         args = self.store.commit_args(unit, token, self.lease_ms, hand_back=self._stopping.is_set())
         with self.store.outage.guard():
@@ -224,7 +237,7 @@ class LeasedQueues:
         if result[0] == -1:
             raise LeaseLost(call_control_id)
         self.store.arm_local_timers(unit)
-        return result[1] if len(result) > 1 else None
+        return (result[1] if len(result) > 1 else None), unit.committed()
 
     def _handle_one(self, call_control_id: str, raw: bytes) -> None:
         try:
@@ -242,6 +255,11 @@ class LeasedQueues:
     def _give_back(self, call_control_id: str, token: str) -> None:
         with self.store.outage.guard():
             self._release(args=[self.store.prefix, call_control_id, token])
+
+
+def _rows(flat: list, width: int) -> Iterator[tuple]:
+    """A script's flat list as rows of `width` values."""
+    return zip(*[iter(flat)] * width, strict=True)
 
 
 def _describe(raw_event: bytes) -> str:

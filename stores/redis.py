@@ -27,7 +27,7 @@ from config import Settings
 from events import CallExpired, TimerFired
 from stores import Handler, QueuedEvent, StoreUnavailable, scripts
 from stores.codec import dump_event, dump_state, load_state
-from stores.leases import LeasedQueues
+from stores.leases import LeasedQueues, Snapshot
 from workers import Scheduler
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,40 @@ class Outage:
 
 @dataclass
 class Unit:
-    """What one event of one call leaves behind, written by COMMIT when the event is done."""
+    """What one event of one call leaves behind, written by COMMIT when the event is done.
+
+    It starts from the call as the lease holder last saw it (Snapshot: from CLAIM, or from its own previous
+    COMMIT), so reading the call costs no round trip.
+    """
 
     call_control_id: str
+    snapshot: Snapshot = field(default_factory=Snapshot)
     state: CallState | None = None
     loaded: bool = False
-    stored: str | None = None  # the state as read, to skip writing it back unchanged
     closed: bool = False
     timers: list[tuple[float, str, bool]] = field(default_factory=list)  # (delay_s, member, fire locally)
+    written: str | None = None  # the state COMMIT writes (commit_args), when it writes one
+
+    @property
+    def stored(self) -> str | None:
+        """The state as committed before this event, to skip writing it back unchanged."""
+        stored = self.snapshot.state
+        return stored.decode() if isinstance(stored, bytes) else stored
+
+    def load(self) -> CallState | None:
+        if not self.loaded and not self.closed:
+            stored = self.stored
+            self.state = None if stored is None else load_state(stored)
+            self.loaded = True
+        return self.state
+
+    def committed(self) -> Snapshot:
+        """The call as COMMIT left it: what the next event of the same lease starts from."""
+        if self.closed:
+            return Snapshot(None, ended=True)
+        if self.written is not None:
+            return Snapshot(self.written, self.snapshot.ended)
+        return self.snapshot
 
 
 class RedisStore:
@@ -148,8 +174,8 @@ class RedisStore:
     # ------------------------------------------------------------ one event's unit of work (stores/leases.py)
 
     @contextmanager
-    def unit_of_work(self, call_control_id: str) -> Iterator[Unit]:
-        self._units.current = unit = Unit(call_control_id)
+    def unit_of_work(self, call_control_id: str, snapshot: Snapshot) -> Iterator[Unit]:
+        self._units.current = unit = Unit(call_control_id, snapshot)
         try:
             yield unit
         finally:
@@ -173,6 +199,7 @@ class RedisStore:
         elif unit.state is not None:
             text, started_at = dump_state(unit.state), unit.state.started_at
             op = "save" if text != unit.stored else "none"
+            unit.written = text if op == "save" else None
         state_ttl_ms = (self.max_call_age_s + STATE_SLACK_S) * 1000
         args = [self.prefix, unit.call_control_id, token, lease_ms, op, text, state_ttl_ms,
                 self.max_call_age_s * 1000, started_at, int(hand_back),
@@ -210,12 +237,7 @@ class RedisCalls:
 
     def get(self, call_control_id: str) -> CallState | None:
         unit = self.store.current_unit(call_control_id)
-        if unit is None:
-            return self._read(call_control_id)[0]
-        if not unit.loaded and not unit.closed:
-            unit.state, unit.stored = self._read(call_control_id)
-            unit.loaded = True
-        return unit.state
+        return self._read(call_control_id) if unit is None else unit.load()
 
     def open(self, call_control_id: str) -> CallState | None:
         state = self.get(call_control_id)
@@ -232,8 +254,8 @@ class RedisCalls:
 
     def has_ended(self, call_control_id: str) -> bool:
         unit = self.store.current_unit(call_control_id)
-        if unit is not None and unit.closed:
-            return True
+        if unit is not None:
+            return unit.closed or unit.snapshot.ended
         with self.store.outage.guard():
             return bool(self.redis.exists(self.store.key("ended:", call_control_id)))
 
@@ -257,10 +279,10 @@ class RedisCalls:
             texts = self.redis.mget([self.store.key("call:", cid) for cid in ids]) if ids else []
         return [load_state(text) for text in texts if text is not None]
 
-    def _read(self, call_control_id: str) -> tuple[CallState | None, str | None]:
+    def _read(self, call_control_id: str) -> CallState | None:
         with self.store.outage.guard():
             text = self.redis.get(self.store.key("call:", call_control_id))
-        return (None, None) if text is None else (load_state(text), text.decode())
+        return None if text is None else load_state(text)
 
 
 class RedisSeen:

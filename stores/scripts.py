@@ -52,8 +52,11 @@ return fire(ARGV[1], ARGV[2], now_ms(), ARGV[3])
 # call's own claim number, so a later claim of the same call, even by the same process, never shares its token.
 # A call claimed max_claims times without its first event ever being committed has that event dropped (every
 # process that ran it died or stalled: a poison event), and the claim goes on with the next one.
-# Returns {{call id, token, call id, token, ...}, {call id, dropped event, ...}}.
-CLAIM = _COMMON + """
+# Returns {{call id, token, first event, state, ended, ...}, {call id, dropped event, ...}}: with each claimed call
+# what its holder reads first (the state as last committed, or nil; 1 when its tombstone is there), so running
+# it starts without another round trip.
+CLAIMED_FIELDS = 5  # per claimed call in CLAIM's first list
+CLAIM = _COMMON + f"local CLAIMED_FIELDS = {CLAIMED_FIELDS}\n" + """
 local prefix, owner, lease_ms, wanted = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_claims = tonumber(ARGV[6])
 local now = now_ms()
@@ -77,9 +80,13 @@ for _, cid in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'ready', '-inf', now,
       redis.call('ZREM', prefix .. 'ready', cid)
     else
       redis.call('ZADD', prefix .. 'ready', now + lease_ms, cid)
-      claimed[#claimed + 1] = cid
-      claimed[#claimed + 1] = token
-      if #claimed >= 2 * wanted then break end
+      local n = #claimed
+      claimed[n + 1] = cid
+      claimed[n + 2] = token
+      claimed[n + 3] = redis.call('LINDEX', inbox, 0)
+      claimed[n + 4] = redis.call('GET', prefix .. 'call:' .. cid)
+      claimed[n + 5] = redis.call('EXISTS', prefix .. 'ended:' .. cid)
+      if #claimed >= CLAIMED_FIELDS * wanted then break end
     end
   else
     redis.call('ZADD', prefix .. 'ready', now + math.max(redis.call('PTTL', lease), 1), cid)
