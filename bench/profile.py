@@ -28,11 +28,11 @@ SAMPLE_HZ = 250
 # (label, a frame that marks a stack as belonging to it). First match wins, so the order matters.
 AREAS = (
     ("webhook route: telnyx_webhook", "telnyx_webhook (app.py"),
-    ("webhook request: gunicorn + Flask around the route", "handle (gunicorn/workers/gthread.py"),
+    ("webhook request: gunicorn + Flask around the route", "handle (gunicorn/workers/base_async.py"),
     ("call workers: turns (dialog, brain, Call Control)", "_drain (workers.py"),
     ("call workers: turns (dialog, brain, Call Control)", "_run_call (stores/leases.py"),  # Redis mode
     ("lease dispatcher: claims, renewals, timers (Redis mode)", "_dispatch (stores/leases.py"),
-    ("gunicorn: accept / poll / keep-alive", "gunicorn/workers/gthread.py"),
+    ("gunicorn: accept / keep-alive, gevent's hub", "gevent/"),
     ("timers (scheduler thread)", "_run (workers.py"),
 )
 # Inside the outgoing Call Control requests: where the HTTP client spends its time.
