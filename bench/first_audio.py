@@ -19,11 +19,11 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench import calls
+from bench.model_process import ModelProcess
 from bench.modes import MEMORY
 from bench.stats import percentiles
 from bench.tables import ms, table
@@ -77,28 +77,19 @@ def model_ms(sentences: int, streamed: bool) -> float:
     return (TTFT_S + len(_TOKEN.findall(reply_text(sentences))) / TOKENS_PER_S) * 1000  # answered when all written
 
 
-def model_took_ms(model: Any, streamed: bool) -> list[float]:
+def model_took_ms(timelines: list[list[float]], streamed: bool) -> list[float]:
     """For each request, how long the fake really took to send what the service needs (its timeline): from the
     request's arrival to the first sentence's last token, or to the whole answer."""
     needed = first_sentence_tokens() if streamed else 1
-    took = []
-    for index in range(len(model.requests)):
-        timeline = model.timeline(index)
-        if len(timeline) > needed:
-            took.append((timeline[needed] - timeline[0]) * 1000)
-    return took
+    return [(timeline[needed] - timeline[0]) * 1000 for timeline in timelines if len(timeline) > needed]
 
 
 def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fake_openai import FakeOpenAI
-
     answer = {"reply": reply_text(sentences), "action": "continue", "department": None, "confidence": 0.9}
-    with ExitStack() as stack:
-        model = stack.enter_context(FakeOpenAI(default=answer, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S))
+    with ModelProcess(default=answer, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as model:
         run = calls.run(load(concurrency, quick), MEMORY, env={"OPENAI_BASE_URL": model.base_url},
                         overrides={"ai.stream": streamed})
-        took = percentiles(model_took_ms(model, streamed))
+        took = percentiles(model_took_ms(model.timelines(), streamed))
     first = run["turn_from_post_ms"]
     return {
         "concurrency": concurrency, "sentences": sentences, "streamed": streamed,
@@ -106,7 +97,7 @@ def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> di
         "first_speak_ms": first, "model_ms": round(model_ms(sentences, streamed), 1), "model_took_ms": took,
         "service_ms": {k: _minus(first.get(k), took.get(k)) for k in ("p50", "p95", "p99")},
         "cpu_ms_per_turn": run["cpu_ms_per_turn"], "service_log": run["service_log"],
-        "other_cores": run.get("machine_taken_cores"),
+        "other_cores": run.get("machine_taken_cores"), "notes": run.get("notes", []),
     }
 
 
@@ -178,7 +169,8 @@ def _method(results: dict) -> str:
     return (
         f"Written by `python -m bench --only first_audio` (also part of `make bench`) on {results['date']}; raw "
         f"figures in `bench/first_audio.json`.{quick} The service runs in memory mode under gunicorn with the LLM "
-        f"brain (the real `openai` SDK) against the fake OpenAI server of the tests, paced like a model: "
+        f"brain (the real `openai` SDK) against the fake OpenAI server of the tests, in a process of its own "
+        f"(`bench/model_process.py`), paced like a model: "
         f"{results['ttft_s'] * 1000:.0f} ms to the first token, then {results['tokens_per_s']:g} tokens a second "
         "(a token is a word or up to five characters of one, with its leading space). Replies of 1, 2 and 4 "
         "sentences: " + " ".join(f"“{s}”" for s in results["sentences"]) + " A turn runs from the caller's "
