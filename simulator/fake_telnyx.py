@@ -325,6 +325,9 @@ class _Server(ThreadingHTTPServer):
 def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real API: the client's connection pool is exercised
+        # http.server writes an answer's head and body apart; with Nagle's algorithm on, the body waits for the
+        # client's delayed ACK of the head (up to 40 ms on Linux), a delay no real API adds.
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:  # noqa: N802 - the name http.server looks for
             length = int(self.headers.get("Content-Length") or 0)
@@ -457,6 +460,7 @@ class OtherHost(LoopbackHTTP):
 def _recording_handler(requests: list[tuple[str, str, bytes]]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # as the fake API's handler
 
         def _record(self) -> None:
             requests.append((self.command, self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))

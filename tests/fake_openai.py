@@ -223,6 +223,9 @@ def error_body(status: Status) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # Each token is its own small write: with Nagle's algorithm on, one could wait for the client's delayed ACK
+    # of the one before (up to 40 ms on Linux), a delay no real model server adds.
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:  # noqa: N802 - name fixed by http.server
         if self.path.rstrip("/") != "/v1/chat/completions":

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import socket
 import time
 
 import pytest
 
 from brains import BrainError, BrainReply, Turn
-from brains.llm import PLACEHOLDER_API_KEY, LLMBrain
+from brains.llm import PLACEHOLDER_API_KEY, LLMBrain, make_client
 from config import build_settings
 from fake_openai import DISCONNECT, HANG, Delay, Status, Trickle
 
@@ -97,6 +98,18 @@ def test_api_key_is_sent_but_never_logged(fake_model, llm_settings, caplog):
     assert FAKE_KEY not in caplog.text
     assert "Bright Smile Dental" not in caplog.text  # nor the prompt
     assert "HTTP 500" in caplog.text
+
+
+def test_the_model_connection_sends_each_write_at_once(fake_model, llm_settings):
+    """TCP_NODELAY: the SDK writes a request's head and body apart, and with Nagle's algorithm on the body
+    waits for the server's delayed ACK of the head (up to 40 ms) on every kept-alive request."""
+    client = make_client(llm_settings({"OPENAI_BASE_URL": fake_model.base_url}))
+    for _ in range(2):  # a new connection, then the kept-alive one
+        with client.chat.completions.with_streaming_response.create(model="m", messages=[], stream=True) as opened:
+            sock = opened.http_response.extensions["network_stream"].get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            opened.http_response.read()
+    assert len(fake_model.requests) == 2
 
 
 # ---------------------------------------------------------------- the reply
