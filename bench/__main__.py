@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(json.loads(RESULTS.read_text()))
         return 0
     if args.only == ["first_audio"]:  # alone: its own file and section, nothing else rewritten
-        first_audio.run(args.quick, log=log)
+        first_audio.run(args.quick, log=log, levels=tuple(args.calls) if args.calls else None)
         log(f"wrote {first_audio.RESULTS.relative_to(ROOT)} and its section of {REPORT.name}")
         return 0
     quiet = (QUIET_WAIT_QUICK_S, QUIET_BUDGET_QUICK_S) if args.quick else (QUIET_WAIT_S, QUIET_BUDGET_S)
@@ -226,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", nargs="+", metavar="STEP",
                         help="measure only these steps again (e.g. slow_clients), keeping the other saved figures; "
                              "first_audio alone writes its own file (bench/first_audio.json) and section")
+    parser.add_argument("--calls", nargs="+", type=int, metavar="N",
+                        help="with --only first_audio: measure only these concurrencies again (e.g. 1 50), "
+                             "keeping the saved rows of the others")
     return parser
 
 

@@ -105,9 +105,15 @@ def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 1)
 
 
-def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every row, then the file and the report section; returns what was written."""
-    levels = (1, 10) if quick else LEVELS
+def run(quick: bool = False, log: Callable[[str], None] = print,
+        levels: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Every row, then the file and the report section; returns what was written.
+
+    `levels` measures only those concurrencies again; the saved rows of the others stay, with their own date.
+    """
+    now = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    kept = _kept_rows(levels) if levels else []
+    levels = levels or ((1, 10) if quick else LEVELS)
     lengths = (1, 4) if quick else REPLY_LENGTHS
     rows = []
     for concurrency in levels:
@@ -119,12 +125,22 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
                     f"{ms(row['first_speak_ms']['p50'])} / {ms(row['first_speak_ms']['p95'])} ms "
                     f"(model {row['model_ms']:.0f} ms nominal, {ms(row['model_took_ms']['p50'])} / "
                     f"{ms(row['model_took_ms']['p95'])} ms measured), lost {row['lost']}, dup {row['duplicated']}")
-                rows.append(row)
-    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": quick,
+                rows.append({**row, "date": now})
+    rows = sorted([*kept, *rows], key=lambda r: (r["concurrency"], r["sentences"], not r["streamed"]))
+    results = {"date": now, "quick": quick,
                "ttft_s": TTFT_S, "tokens_per_s": TOKENS_PER_S, "sentences": list(SENTENCES), "rows": rows}
     RESULTS.write_text(json.dumps(results, indent=1))
     write_section(results)
     return results
+
+
+def _kept_rows(levels: tuple[int, ...]) -> list[dict]:
+    """The saved rows at concurrencies not measured again, each with the date of the run that measured it."""
+    if not RESULTS.exists():
+        return []
+    saved = json.loads(RESULTS.read_text())
+    return [{**row, "date": row.get("date", saved["date"])} for row in saved["rows"]
+            if row["concurrency"] not in levels]
 
 
 def recorded(row: dict) -> bool:
@@ -185,7 +201,14 @@ def _method(results: dict) -> str:
         "(3 at 1 call) and a goodbye; the assistant's speech plays at 2x real time (5x at 1 call), which does "
         "not change the first speak. A row's latencies count only if no call was lost and nothing duplicated. "
         "*Other processes* is the CPU that processes outside this benchmark took meanwhile (the machine is shared)."
+        + _earlier_rows(results)
     )
+
+
+def _earlier_rows(results: dict) -> str:
+    earlier = sorted({(row["concurrency"], row["date"]) for row in results["rows"]
+                      if row.get("date", results["date"]) != results["date"]})
+    return "".join(f" Rows at {calls} calls are from an earlier run, on {date}." for calls, date in earlier)
 
 
 def _caller_view(results: dict) -> str:
