@@ -8,6 +8,7 @@ A department the config does not know is passed through as given: the dialog rej
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -67,7 +68,16 @@ def http_client() -> openai.DefaultHttpxClient:
     on Linux, before the model even sees the question. (requests and redis-py turn it off themselves.)
     """
     transport = httpx2.HTTPTransport(limits=openai.DEFAULT_CONNECTION_LIMITS, socket_options=NO_DELAY)
-    return openai.DefaultHttpxClient(transport=transport)
+    return _ModelHttpClient(transport=transport)
+
+
+class _ModelHttpClient(openai.DefaultHttpxClient):
+    """Closes its kept-alive connections when it is dropped, as the client the SDK makes for itself does."""
+
+    def __del__(self) -> None:
+        if not self.is_closed:
+            with contextlib.suppress(Exception):
+                self.close()
 
 
 def system_prompt(settings: Settings, output: str = OUTPUT_FORMAT) -> str:

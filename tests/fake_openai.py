@@ -223,6 +223,9 @@ def error_body(status: Status) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # Kept-alive connections, as the real API: a stream is sent chunked, so the client's pool reuses the
+    # connection afterwards instead of opening one per request.
+    protocol_version = "HTTP/1.1"
     # Each token is its own small write: with Nagle's algorithm on, one could wait for the client's delayed ACK
     # of the one before (up to 40 ms on Linux), a delay no real model server adds.
     disable_nagle_algorithm = True
@@ -273,6 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
         rate = script.tokens_per_s if stream.tokens_per_s is None else stream.tokens_per_s
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
         if self._wait(ttft):
@@ -303,15 +307,20 @@ class _Handler(BaseHTTPRequestHandler):
         for piece in [*final, "[DONE]"]:
             if not self._send_event(piece):
                 return self._note_hang_up(index)
+        self._write_chunk(b"")  # the last chunk: the response is complete and the connection stays open
 
     def _send_event(self, data: str) -> bool:
         """One server-sent event; False when the client has gone."""
         try:
-            self.wfile.write(f"data: {data}\n\n".encode() if not data.startswith("data:") else f"{data}\n\n".encode())
-            self.wfile.flush()
+            self._write_chunk(f"data: {data}\n\n".encode() if not data.startswith("data:") else f"{data}\n\n".encode())
         except (BrokenPipeError, ConnectionResetError):
             return False
         return not self._client_gone(0)
+
+    def _write_chunk(self, data: bytes) -> None:
+        """One chunk of a chunked body (an empty one ends it), in one write."""
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
     def _wait(self, seconds: float) -> bool:
         """Sleep, watching the socket; True when the client hung up or the fake stops."""
