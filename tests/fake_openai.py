@@ -226,6 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
     # Kept-alive connections, as the real API: a stream is sent chunked, so the client's pool reuses the
     # connection afterwards instead of opening one per request.
     protocol_version = "HTTP/1.1"
+    timeout = 10  # an idle kept-alive connection is closed after this long (the client's pool reconnects)
     # Each token is its own small write: with Nagle's algorithm on, one could wait for the client's delayed ACK
     # of the one before (up to 40 ms on Linux), a delay no real model server adds.
     disable_nagle_algorithm = True
@@ -251,8 +252,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif self._written(behaviour):
                 self._behave(behaviour, str(body.get("model", "fake-model")))
                 self._timeline.append(time.monotonic())
+            else:
+                self.close_connection = True  # the client left while the answer was being "written"
         except (BrokenPipeError, ConnectionResetError):
             log.debug("fake openai: client went away")
+        finally:
+            if script.stopping.is_set():  # a request that stop() cut short got no answer: close, do not wait
+                self.close_connection = True
 
     def _written(self, behaviour: Any) -> bool:
         """A paced fake takes as long to write a whole answer as to stream its text; False if the client left."""
