@@ -1,4 +1,5 @@
-"""The two servers under test, both under gunicorn with the deployed settings: the floor app and the service."""
+"""The servers under test, all under gunicorn with the deployed settings: the floor app, the least-work app
+(bench/least_app.py) and the service."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bench.procstat import rss_mib, thread_count, worker_pids
 from simulator.service import ROOT, free_port, gunicorn_command, start_service, stop_process
 
 FLOOR_APP = "bench.floor_app:create_app()"
+LEAST_APP = "bench.least_app:create_app()"
 CALL_ID = re.compile(r"call=\S+")
 MESSAGE_CHARS = 140
 # Each gunicorn worker imports the app after it is forked; the first one may answer /healthz while the
@@ -128,21 +130,24 @@ class LogWatch:
 
 
 @contextmanager
-def floor(mode: Mode = MEMORY) -> Iterator[Server]:
-    """The bare Flask floor app under the same gunicorn command line and worker count as the service.
+def floor(mode: Mode = MEMORY, app: str = FLOOR_APP, name: str = "floor",
+          env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """The bare Flask floor app (or another `app`) under the same gunicorn command line and worker count as the
+    service.
 
     It gets the mode's environment as it is: REDIS_URL included, which the floor never uses but without
-    which gunicorn.conf.py refuses a second worker.
+    which gunicorn.conf.py refuses a second worker; `env` adds to it (the least-work app's Telnyx settings).
     """
     command = gunicorn_command(free_port())
-    command[1] = FLOOR_APP
+    command[1] = app
     url = f"http://{command[-1]}"
+    environment = {**os.environ, **mode.env(), **(env or {})}
     with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **mode.env()}, stdout=output, stderr=output)
+        process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=output, stderr=output)
         try:
             _wait_up(url, process)
             _settle(mode)
-            yield Server("floor", url, process.pid, _workers_of(process.pid, mode.workers), mode)
+            yield Server(name, url, process.pid, _workers_of(process.pid, mode.workers), mode)
         finally:
             stop_process(process)
 
