@@ -25,6 +25,7 @@ from typing import Any
 from bench import calls
 from bench.model_process import ModelProcess
 from bench.modes import MEMORY
+from bench.procstat import CpuMeter
 from bench.stats import percentiles
 from bench.tables import ms, table
 
@@ -87,8 +88,9 @@ def model_took_ms(timelines: list[list[float]], streamed: bool) -> list[float]:
 def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> dict[str, Any]:
     answer = {"reply": reply_text(sentences), "action": "continue", "department": None, "confidence": 0.9}
     with ModelProcess(default=answer, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as model:
-        run = calls.run(load(concurrency, quick), MEMORY, env={"OPENAI_BASE_URL": model.base_url},
-                        overrides={"ai.stream": streamed})
+        with CpuMeter(model.pid) as model_cpu:
+            run = calls.run(load(concurrency, quick), MEMORY, env={"OPENAI_BASE_URL": model.base_url},
+                            overrides={"ai.stream": streamed})
         took = percentiles(model_took_ms(model.timelines(), streamed))
     first = run["turn_from_post_ms"]
     return {
@@ -97,6 +99,8 @@ def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> di
         "first_speak_ms": first, "model_ms": round(model_ms(sentences, streamed), 1), "model_took_ms": took,
         "service_ms": {k: _minus(first.get(k), took.get(k)) for k in ("p50", "p95", "p99")},
         "cpu_ms_per_turn": run["cpu_ms_per_turn"], "service_log": run["service_log"],
+        "cores": {"service": run.get("service_cores"), "simulator": run.get("simulator_cores"),
+                  "model": round(model_cpu.cores_busy, 3)},
         "other_cores": run.get("machine_taken_cores"), "notes": run.get("notes", []),
     }
 
@@ -158,7 +162,7 @@ def render(results: dict) -> str:
     rows = results["rows"]
     head = ["calls", "sentences", "reply", "model needs: nominal, measured p50 / p95 (ms)",
             "first speak p50 / p95 / p99 (ms)", "service adds p50 / p95 (ms)", "goal (≤ +25 ms)",
-            "other processes (cores)"]
+            "cores: service / simulator / fake model", "other processes (cores)"]
     body = []
     for row in rows:
         first, added = row["first_speak_ms"], row["service_ms"]
@@ -170,6 +174,7 @@ def render(results: dict) -> str:
             f"*not recorded* (lost {row['lost']}, duplicated {row['duplicated']})",
             f"{ms(added['p50'])} / {ms(added['p95'])}" if recorded(row) else "-",
             "-" if not row["streamed"] else "met" if goal else "not met" if goal is False else "-",
+            _cores(row.get("cores")),
             "-" if row.get("other_cores") is None else f"{row['other_cores']:.2f}",
         ])
     return "\n\n".join([
@@ -178,6 +183,13 @@ def render(results: dict) -> str:
         table(head, body),
         _caller_view(results),
     ])
+
+
+def _cores(cores: dict | None) -> str:
+    """The cores each side used over the run (average), or "-" for rows measured before they were recorded."""
+    if not cores:
+        return "-"
+    return " / ".join("-" if cores.get(k) is None else f"{cores[k]:.2f}" for k in ("service", "simulator", "model"))
 
 
 def _method(results: dict) -> str:
@@ -200,6 +212,8 @@ def _method(results: dict) -> str:
         "HTTP both ways. Calls at 1 (sequential calls), 50 and 200 concurrent, 2 questions each "
         "(3 at 1 call) and a goodbye; the assistant's speech plays at 2x real time (5x at 1 call), which does "
         "not change the first speak. A row's latencies count only if no call was lost and nothing duplicated. "
+        "*Cores* is the CPU each side used on average over the run: the service's worker, the simulator (the "
+        "fake Telnyx, the carrier, webhook delivery, the callers) and the fake model; the machine has 2. "
         "*Other processes* is the CPU that processes outside this benchmark took meanwhile (the machine is shared)."
         + _earlier_rows(results)
     )

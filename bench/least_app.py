@@ -20,7 +20,9 @@ from typing import Any
 
 import requests
 from flask import Flask, request
+from requests.adapters import HTTPAdapter
 
+from config import CallsConfig
 from webhook_auth import SignatureError, WebhookVerifier, load_public_key
 
 COMMANDS = {
@@ -40,7 +42,11 @@ def create_app() -> Flask:
     app = Flask(__name__)
     verifier = WebhookVerifier(load_public_key(os.environ["TELNYX_PUBLIC_KEY"]))
     base_url = os.environ["TELNYX_BASE_URL"].rstrip("/")
+    # Set up as cheaply as the service's own client: connections kept for as many commands as it runs at once
+    # (calls.workers), and the environment (proxies, netrc) not read again for every request.
     session = requests.Session()
+    session.trust_env = False
+    session.mount("http://", HTTPAdapter(pool_maxsize=CallsConfig().workers))
     session.headers["Authorization"] = f"Bearer {os.environ['TELNYX_API_KEY']}"
 
     def send(call_control_id: str, commands: list[tuple[str, dict[str, Any]]]) -> None:

@@ -45,6 +45,10 @@ class ModelProcess:
         self.base_url = self._connection.recv()
         return self
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def timelines(self) -> list[list[float]]:
         """For each request, oldest first: when it arrived, then when each token (or the whole answer) was sent."""
         self._connection.send("timelines")
