@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from bench.calls import SLOW_BRAIN_DELAY_S
-from bench.report import GOAL_ACK_RATIO, ack_verdict, by_mode
+from bench.report import GOAL_ACK_RATIO, ack_verdict, by_mode, least_misses
 from bench.tables import mode_label, recorded
 
 SLOW_BRAIN_MAX_S = SLOW_BRAIN_DELAY_S[1]
+FULL_SHARE = 0.8  # of a core per worker: busy enough that requests queue for CPU
 
 
 def reading(results: dict) -> list[str]:
@@ -41,9 +42,24 @@ def _ack(results: dict, mode: str) -> str | None:
              "processes and compete for the same GILs and cores as the request threads")
     if bad:
         busy = (row["worker_cpu_us_per_request"] + (row.get("redis_cpu_us_per_request") or 0)) * row["rate"] / 1e6
-        text += (f"; that is {busy:.2f} s of CPU per second on a machine with {results['machine']['cores']} cores "
-                 "shared with the load generator, so acknowledgements queue")
-    return text + "."
+        text += f"; that is {busy:.2f} s of CPU per second on a machine with {results['machine']['cores']} cores"
+        text += (" shared with the load generator, so acknowledgements queue" if busy >= FULL_SHARE * ack["workers"]
+                 else ": the workers are not full, and the excess is the tail of acknowledgements waiting behind "
+                      "that work in the same process")
+    return text + "." + _least(ack)
+
+
+def _least(ack: dict) -> str:
+    """What the least-work app says about the rates the service misses (old results have no least-work sweep)."""
+    if "least" not in ack:
+        return ""
+    out_of_reach = least_misses(ack)
+    least = next((r for r in ack["least"] if f"{r['rate']:g}" in out_of_reach), ack["least"][-1])
+    return (f" The least-work app (the signature check and the call's commands, nothing else) costs "
+            f"{least['worker_cpu_us_per_request']} µs per request at {least['rate']:g} req/s and "
+            + (f"itself misses {GOAL_ACK_RATIO:g}x at {', '.join(out_of_reach)} req/s: no implementation could meet "
+               "the goal at those rates on this machine." if out_of_reach
+               else f"is within {GOAL_ACK_RATIO:g}x wherever the floor keeps up."))
 
 
 def _first_failing(ack: dict) -> dict | None:
