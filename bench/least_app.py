@@ -3,9 +3,10 @@
 For each webhook it checks the signature, parses the event and sends the Call Control commands the event calls
 for, at once, on a greenlet of its own after the acknowledgement: `answer` for `call.initiated`; `speak` and
 `transcription_start` for `call.answered`; nothing for `call.hangup`. No duplicate check, no call state, no
-per-call ordering, no store, no retries, no log. Any service that answers its calls does at least this, so the
-rates at which this app's acknowledgements already miss the goal (2x the floor) are out of reach for any
-implementation on the same machine: bench/ack.py measures it between the floor and the service.
+per-call ordering, no store, no retries, no log. Any service that answers its calls does at least this (with the
+`requests` client the service's design calls for), so the rates at which this app's acknowledgements already miss
+the goal (2x the floor) are out of reach for any implementation on the same machine: bench/ack.py measures it
+between the floor and the service.
 `gunicorn 'bench.least_app:create_app()' --config gunicorn.conf.py` with TELNYX_PUBLIC_KEY, TELNYX_API_KEY and
 TELNYX_BASE_URL set (the simulated network's).
 """
