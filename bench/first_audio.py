@@ -62,20 +62,24 @@ def reply_text(sentences: int) -> str:
     return " ".join(SENTENCES[:sentences])
 
 
-def first_sentence_tokens() -> int:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fake_openai import _TOKEN  # the fake's own tokenizer, so the figure is the fake's real pace
+def tokens(text: str) -> int:
+    """How many tokens the fake cuts the text into: its own tokenizer, so the figure is the fake's real pace."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    from fake_openai import _TOKEN
 
-    return len(_TOKEN.findall(SENTENCES[0]))
+    return len(_TOKEN.findall(text))
+
+
+def first_sentence_tokens() -> int:
+    return tokens(SENTENCES[0])
 
 
 def model_ms(sentences: int, streamed: bool) -> float:
     """When the fake model should have written what the service needs: the first sentence, or the whole reply."""
-    from fake_openai import _TOKEN
-
     if streamed:  # streamed: the first token at TTFT, then one every 1/rate; the sentence ends with its last
         return (TTFT_S + (first_sentence_tokens() - 1) / TOKENS_PER_S) * 1000
-    return (TTFT_S + len(_TOKEN.findall(reply_text(sentences))) / TOKENS_PER_S) * 1000  # answered when all written
+    return (TTFT_S + tokens(reply_text(sentences)) / TOKENS_PER_S) * 1000  # answered when all written
 
 
 def model_took_ms(timelines: list[list[float]], streamed: bool) -> list[float]:
