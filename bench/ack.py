@@ -161,9 +161,7 @@ def run(mode: Mode = MEMORY, rates: tuple[float, ...] = RATES, step_s: float = S
             steps["least"] = _sweep(generator, least, network, capture, rates, step_s, log)
         with servers.service(network.service_env(), mode=mode) as service:
             steps["service"] = _sweep(generator, service, network, capture, rates, step_s, log)
-    for row in steps["floor"]:
-        row["sustained"] = sustained(row)
-    for row in steps["least"]:
+    for row in [*steps["floor"], *steps["least"]]:
         row["sustained"] = sustained(row)
     return {"mode": mode.name, "workers": mode.workers, "rates": list(rates), "step_s": step_s,
             "connections": CONNECTIONS, "floor": steps["floor"], "least": steps["least"],
