@@ -41,7 +41,9 @@ def _header(results: dict) -> str:
         f"**Machine:** {m.get('cores')} cores, {m.get('cpu_model')}, {m.get('memory_gib')} GiB, "
         f"Python {m.get('python')}, Linux {m.get('kernel')}. Everything runs on this machine over 127.0.0.1: "
         "the service, the simulator (fake Telnyx API, carrier, signed webhook delivery, scripted callers), the "
-        f"load generators and, in Redis mode, redis-server share the {m.get('cores')} cores.",
+        f"load generators and, in Redis mode, redis-server share the {m.get('cores')} cores. While calls run, the "
+        "bench's own process (the simulator) does no garbage collection (`bench/calls.collector_held`): a full "
+        "collection there paused webhooks and speak timestamps for up to 52 ms, counted as the service's.",
         "",
         f"**Memory mode (as deployed by default):** `gunicorn 'app:create_app()' --config gunicorn.conf.py`: "
         f"{s.get('gunicorn')}; `calls.workers` {s.get('call_workers')}; logging at INFO to a file; signatures "
