@@ -46,6 +46,7 @@ def _turn(turn: TurnRecord, clean) -> dict[str, Any]:
         "reply": _maybe(clean, turn.reply),
         "response_ms": _since(turn, turn.responded_at),
         "last_speak_ms": _since(turn, turn.last_spoke_at),
+        "holding_ms": _since(turn, turn.held_at),
         "sentences": turn.sentences,
         "output_tokens": turn.output_tokens,
         "barged_in": turn.barged_in,

@@ -49,6 +49,7 @@ class TurnRecord:
     reply: str | None = None
     responded_at: float | None = None  # when the first speak after the transcript went out
     last_spoke_at: float | None = None  # ...and the last
+    held_at: float | None = None  # when the holding phrase went out, if the reply was slow enough to need it
     sentences: int = 0  # sentences of a streamed reply sent as speaks
     output_tokens: int | None = None  # as the model server counted them, when it did
     barged_in: bool = False  # the caller spoke over this turn's reply

@@ -15,6 +15,7 @@ class Answer:
 class Speak:
     text: str
     tag: int = 0  # the speech's number on its call (dialog.say), echoed in its webhooks; 0 sends no tag
+    filler: bool = False  # said while the reply is slow to come (assistant.holding), not part of it
 
 
 @dataclass(frozen=True)

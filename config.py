@@ -215,6 +215,7 @@ class AssistantConfig(Section):
     transfer_announcement: Line
     no_human_available: Line
     message_taken: Line
+    holding: Line = "One moment."  # with ai.stream: said when the reply's first sentence is slow to come
     after_hours_greeting: Line | None = None  # empty: the greeting, after hours too
 
 
@@ -254,6 +255,7 @@ class AiConfig(Section):
     timeout_s: Annotated[StrictFloat, _between(0.5, 60)] = 8.0
     stream: StrictBool = False
     stall_timeout_s: Annotated[StrictFloat, _between(0.2, 30)] = 3.0
+    holding_after_s: Annotated[StrictFloat, _between(0, 60)] = 1.5  # 0: never say assistant.holding
     max_retries: Annotated[StrictInt, _between(0, 1)] = 1
     max_history_turns: Annotated[StrictInt, _between(0, 100)] = 12
 

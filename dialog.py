@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from brains import INTERRUPTED_MARK, Decision, Finished, Sentence, Turn
+from brains import INTERRUPTED_MARK, Decision, Finished, Sentence, StillWriting, Turn
 from calls import LISTENING, CallState, Phase, TurnRecord
 from commands import (
     Answer,
@@ -377,6 +377,10 @@ def on_brain_streamed(state: CallState, event: BrainStreamed, policy: Policy) ->
         if turn is not None:
             turn.sentences += 1
         return say(state, part.text)
+    if isinstance(part, StillWriting):
+        if state.phase is not Phase.CONVERSING or state.reply_sentences or not policy.lines.get("holding"):
+            return []
+        return say(state, policy.lines["holding"], filler=True)  # fills the wait; the reply queues behind it
     if isinstance(part, Decision):
         if state.reply_action is None:  # the first decision counts: a model calling two tools is obeyed once
             state.reply_action, state.reply_department = part.action, part.department
@@ -599,11 +603,11 @@ def cuts_reply(event: CallEvent) -> bool:
     return isinstance(text, str) and has_words(text)
 
 
-def say(state: CallState, text: str) -> list[Command]:
+def say(state: CallState, text: str, filler: bool = False) -> list[Command]:
     """Speak, numbered: the number comes back in the speech's call.speak.ended (on_speak_ended)."""
     state.speaking += 1
     state.last_speech += 1
-    return [Speak(text, state.last_speech)]
+    return [Speak(text, state.last_speech, filler)]
 
 
 def remember(state: CallState, reply: str, turn: TurnRecord | None) -> None:

@@ -149,7 +149,9 @@ class Runners:
         sent = self.telnyx.speak(
             state.call_control_id, command.text, self.voice, language=self.language, command_id=command_id, **tag
         )
-        if sent and state.turns:
+        if sent and state.turns and command.filler:
+            state.turns[-1].held_at = self.clock()
+        elif sent and state.turns:
             turn = state.turns[-1]
             turn.last_spoke_at = self.clock()
             if turn.responded_at is None:

@@ -99,10 +99,12 @@ class Sampler:
         return max(reversed(live), key=lambda s: s["live_calls"], default={})
 
 
-def run(load: CallLoad, mode: Mode = MEMORY, *, during=None, env=None, overrides=None) -> dict:
+def run(load: CallLoad, mode: Mode = MEMORY, *, during=None, env=None, overrides=None, filler=None) -> dict:
     """Place the calls and measure; `during(server)` may return a context manager held while calls run.
 
     `env` and `overrides` are added to the service's environment and config (bench/first_audio.py: its model).
+    With `filler` (a line the service may say while a reply is slow), the run also says when the caller heard
+    something and when they heard the reply itself (`heard_from_post_ms`, `answer_heard_from_post_ms`).
     """
     options = NetworkOptions(speed=load.speed,
                              delivery=DeliveryOptions(workers=min(256, max(32, load.concurrency))))
@@ -125,6 +127,9 @@ def run(load: CallLoad, mode: Mode = MEMORY, *, during=None, env=None, overrides
         run = summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
         run["mode"], run["workers"], run["service_log"] = mode.name, mode.workers, service_log.counts
         run["machine_taken_cores"] = taken_cores(machine.figures)
+        if filler is not None:
+            run["heard_from_post_ms"] = percentiles(_heard_from_post(results, network))
+            run["answer_heard_from_post_ms"] = percentiles(_heard_from_post(results, network, skip=filler))
         if mode.redis:
             run["redis"] = redis_figures(run, redisinfo.command_counts(mode.redis_url) - commands_before, redis_cpu)
         return run
@@ -226,16 +231,38 @@ def _unanswered_turns(result: ScenarioResult, network: Network) -> int:
     return sum(not any(at > sent for at in speaks) for sent in result.call.transcripts_sent)
 
 
+def _heard_from_post(results: list[ScenarioResult], network: Network, skip: str | None = None) -> list[float]:
+    """From the first POST of each transcript webhook to the first speech (other than `skip`) starting to play to
+    the caller after it, in ms: the simulated line plays queued speeches one after another, each for as long
+    as its text takes to say (simulator/carrier.py)."""
+    posts = _transcript_posts(network)
+    latencies = []
+    for result in results:
+        played = sorted(speech.started_at for speech in result.call.speeches
+                        if speech.started_at is not None and speech.text != skip)
+        for posted in sorted(posts.get(result.call.call_control_id, [])):
+            later = [at for at in played if at > posted]
+            if later:
+                latencies.append((later[0] - posted) * 1000)
+    return latencies
+
+
+def _transcript_posts(network: Network) -> dict[str, list[float]]:
+    """When each call's transcript webhooks were first POSTed (not their retries or duplicates)."""
+    posts: dict[str, list[float]] = {}
+    for attempt in network.delivery.log.attempts:
+        if attempt.event_type == "call.transcription" and attempt.attempt == 1 and not attempt.duplicate:
+            posts.setdefault(attempt.call_control_id, []).append(attempt.started_at)
+    return posts
+
+
 def _turns_from_post(results: list[ScenarioResult], network: Network) -> list[float]:
     """From the first POST of each transcript webhook to the first `speak` arriving after it, in ms.
 
     The simulator's own turn latency starts when the transcript is queued for delivery, so it also
     counts time spent in the simulator's delivery pool; this one starts at the wire.
     """
-    posts: dict[str, list[float]] = {}
-    for attempt in network.delivery.log.attempts:
-        if attempt.event_type == "call.transcription" and attempt.attempt == 1 and not attempt.duplicate:
-            posts.setdefault(attempt.call_control_id, []).append(attempt.started_at)
+    posts = _transcript_posts(network)
     latencies = []
     for result in results:
         cid = result.call.call_control_id

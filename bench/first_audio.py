@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench import calls
 from bench.model_process import ModelProcess
 from bench.modes import MEMORY
@@ -50,6 +52,9 @@ GOAL_RUNS = 3  # ...where each row is measured this many times: one run's p95 mo
 ASR_FINAL_MS = 300  # Telnyx's speech recognition: end of the caller's speech to the final transcript webhook
 TTS_FIRST_AUDIO_MS = 150  # Telnyx's speech synthesis: speak command to the first audio on the line
 TARGET_MS = 500
+# The holding phrase (ai.holding_after_s): a model slow enough to need it, and the shipped delay and line.
+HOLDING_TTFT_S = 2.0
+HOLDING_AFTER_S = 1.5
 
 
 def load(concurrency: int, quick: bool) -> calls.CallLoad:
@@ -127,6 +132,26 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
                                 "duplicated": r["duplicated"]} for r in runs]}
 
 
+def holding_line() -> str:
+    """The shipped holding phrase, as the service under test says it."""
+    return yaml.safe_load((ROOT / "config.example.yml").read_text())["assistant"]["holding"]
+
+
+def holding_run(holding_after_s: float, quick: bool) -> dict[str, Any]:
+    """50 calls to a model taking HOLDING_TTFT_S to its first token, the phrase off (0) or on, speech played in real
+    time: when the caller first hears something, and when they hear the start of the reply itself."""
+    answer = {"reply": reply_text(1), "action": "continue", "department": None, "confidence": 0.9}
+    concurrency = 10 if quick else GOAL_CALLS
+    load = calls.CallLoad(concurrency=concurrency, calls=concurrency, turns=2, speed=1.0,
+                          ramp_s=concurrency / 20, max_duration_s=180.0)
+    with ModelProcess(default=answer, ttft_s=HOLDING_TTFT_S, tokens_per_s=TOKENS_PER_S) as model:
+        run = calls.run(load, MEMORY, env={"OPENAI_BASE_URL": model.base_url},
+                        overrides={"ai.stream": True, "ai.holding_after_s": holding_after_s}, filler=holding_line())
+    return {"holding_after_s": holding_after_s, "concurrency": concurrency, "turns": run["caller_turns"],
+            "lost": run["lost"], "duplicated": run["duplicated"], "first_speak_ms": run["turn_from_post_ms"],
+            "heard_ms": run["heard_from_post_ms"], "answer_heard_ms": run["answer_heard_from_post_ms"]}
+
+
 def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 1)
 
@@ -154,8 +179,17 @@ def run(quick: bool = False, log: Callable[[str], None] = print,
                     f"{ms(row['model_took_ms']['p95'])} ms measured), lost {row['lost']}, dup {row['duplicated']}")
                 rows.append({**row, "date": now})
     rows = sorted([*kept, *rows], key=lambda r: (r["concurrency"], r["sentences"], not r["streamed"]))
-    results = {"date": now, "quick": quick,
-               "ttft_s": TTFT_S, "tokens_per_s": TOKENS_PER_S, "sentences": list(SENTENCES), "rows": rows}
+    if GOAL_CALLS in levels:
+        holding = [holding_run(after_s, quick) for after_s in (0.0, HOLDING_AFTER_S)]
+        for row in holding:
+            log(f"  holding phrase after {row['holding_after_s']:g} s: heard p50/p95 {ms(row['heard_ms']['p50'])} / "
+                f"{ms(row['heard_ms']['p95'])} ms, reply heard {ms(row['answer_heard_ms']['p50'])} / "
+                f"{ms(row['answer_heard_ms']['p95'])} ms, lost {row['lost']}, dup {row['duplicated']}")
+        holding = [{**row, "date": now} for row in holding]
+    else:
+        holding = _saved().get("holding", [])
+    results = {"date": now, "quick": quick, "ttft_s": TTFT_S, "tokens_per_s": TOKENS_PER_S,
+               "sentences": list(SENTENCES), "rows": rows, "holding": holding}
     RESULTS.write_text(json.dumps(results, indent=1))
     write_section(results)
     return results
@@ -163,11 +197,13 @@ def run(quick: bool = False, log: Callable[[str], None] = print,
 
 def _kept_rows(levels: tuple[int, ...]) -> list[dict]:
     """The saved rows at concurrencies not measured again, each with the date of the run that measured it."""
-    if not RESULTS.exists():
-        return []
-    saved = json.loads(RESULTS.read_text())
-    return [{**row, "date": row.get("date", saved["date"])} for row in saved["rows"]
+    saved = _saved()
+    return [{**row, "date": row.get("date", saved["date"])} for row in saved.get("rows", [])
             if row["concurrency"] not in levels]
+
+
+def _saved() -> dict[str, Any]:
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
 
 
 def recorded(row: dict) -> bool:
@@ -205,6 +241,7 @@ def render(results: dict) -> str:
         _method(results),
         table(head, body),
         _caller_view(results),
+        _holding(results),
     ])
 
 
@@ -281,6 +318,27 @@ def _caller_view(results: dict) -> str:
                  "the wait for everything after the first sentence; what the service (and, on a shared machine, "
                  "the benchmark's own fakes) adds is the table's *service adds* column.")
     return "\n".join(lines)
+
+
+def _holding(results: dict) -> str:
+    rows = results.get("holding")
+    if not rows:
+        return ""
+    head = ["holding phrase", "calls", "turns", "first speak (ms)", "caller hears something (ms)",
+            "caller hears the reply (ms)", "lost", "duplicated"]
+    body = [[f"after {row['holding_after_s']:g} s" if row["holding_after_s"] else "off", row["concurrency"],
+             row["turns"], *(" / ".join(ms(row[key][k]) for k in ("p50", "p95"))
+                              for key in ("first_speak_ms", "heard_ms", "answer_heard_ms")),
+             row["lost"], row["duplicated"]] for row in rows]
+    return "\n\n".join([
+        f"**The holding phrase** (`ai.holding_after_s`, `assistant.holding`), measured on {rows[0]['date']}: the "
+        f"same service and fake model, but the model takes {HOLDING_TTFT_S * 1000:.0f} ms to its first token (then "
+        f"{results['tokens_per_s']:g} tokens a second), replies in one sentence, and the simulated line plays "
+        "speech in real time (15 characters a second) one `speak` after another, as Telnyx queues them. From the "
+        "transcript webhook's POST, p50 / p95: the first `speak` reaching the fake Telnyx, the first speech "
+        "starting to play, and the reply's first sentence starting to play.",
+        table(head, body),
+    ])
 
 
 def write_section(results: dict, report: Path = REPORT) -> None:

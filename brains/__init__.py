@@ -11,6 +11,7 @@ from brains.protocol import (
     ReplyPart,
     ReplyStream,
     Sentence,
+    StillWriting,
     StreamingBrain,
     Turn,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ReplyPart",
     "ReplyStream",
     "Sentence",
+    "StillWriting",
     "StreamingBrain",
     "Turn",
 ]

@@ -71,7 +71,13 @@ class Finished:
     unspoken: int = 0
 
 
-ReplyPart = Sentence | Decision | Finished
+@dataclass(frozen=True)
+class StillWriting:
+    """No sentence yet after `ai.holding_after_s`: the caller has been waiting a while. Given at most once per
+    reply, and only before its first sentence; the dialog may fill the wait (assistant.holding)."""
+
+
+ReplyPart = Sentence | Decision | StillWriting | Finished
 
 
 class BrainError(Exception):
@@ -88,7 +94,8 @@ class ReplyStream(Protocol):
     """A reply being written. `parts` runs on the call's worker; `stop` may be called from any thread."""
 
     def parts(self) -> Iterator[ReplyPart]:
-        """Sentences and decisions as they come, then one Finished; BrainError before the first sentence."""
+        """Sentences and decisions as they come, then one Finished; BrainError before the first sentence.
+        A StillWriting may come first, when the first sentence is slow to arrive."""
         ...
 
     def stop(self) -> None:

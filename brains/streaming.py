@@ -8,7 +8,8 @@ for this brain (logged once) and the dialog's own rules decide.
 The stream is read on a thread of its own, which queues sentences and decisions as they complete, and
 `StreamedReply.parts` waits on that queue with the deadlines: `ai.timeout_s` for the first sentence
 (BrainError after it: the dialog's fallback), then `ai.stall_timeout_s` for each next sentence and
-`MAX_REPLY_S` for the whole reply (Finished("stalled")).
+`MAX_REPLY_S` for the whole reply (Finished("stalled")). When `ai.holding_after_s` passes before the first
+sentence (and before `ai.timeout_s`), `parts` gives one StillWriting, and goes on waiting.
 `stop()` (a barge-in, from the webhook's request thread) ends `parts` at once and closes the connection, so
 the model stops writing, and billing, that reply.
 """
@@ -29,7 +30,7 @@ from typing import Any
 import httpx2  # the openai SDK's HTTP client (a dependency of the pinned SDK)
 import openai
 
-from brains import INTERRUPTED_MARK, BrainError, Decision, Finished, ReplyPart, Sentence, Turn
+from brains import INTERRUPTED_MARK, BrainError, Decision, Finished, ReplyPart, Sentence, StillWriting, Turn
 from brains.llm import RETRY_PAUSE_S, LLMBrain, build_messages, describe, retryable, system_prompt
 from config import Settings
 from sentences import SentenceSplitter
@@ -80,6 +81,7 @@ class StreamingLLMBrain(LLMBrain):
     def __init__(self, settings: Settings, client: openai.OpenAI | None = None):
         super().__init__(settings, client)
         self._stall_s = settings.ai.stall_timeout_s
+        self._holding_s = settings.ai.holding_after_s
         self._stream_prompt = system_prompt(settings, TOOL_GUIDE)
         self._tools = tools(settings)
         self._tools_refused = False
@@ -88,7 +90,9 @@ class StreamingLLMBrain(LLMBrain):
         """Start asking; the request goes out on the stream's own thread when `parts` is first iterated."""
         recent = list(history)[-self._max_history :] if self._max_history else []
         messages = build_messages(self._stream_prompt, recent, utterance)
-        return StreamedReply(self, messages, time.monotonic() + self._timeout_s, self._stall_s)
+        now = time.monotonic()
+        holding = now + self._holding_s if 0 < self._holding_s < self._timeout_s else None
+        return StreamedReply(self, messages, now + self._timeout_s, self._stall_s, holding)
 
     def open(self, messages: list[dict[str, str]], deadline: float) -> Any:
         """The streamed request, with one retry (a busy or broken server) and the tool fallback, by the deadline."""
@@ -192,6 +196,7 @@ class StreamedReply:
     messages: list[dict[str, str]]
     first_deadline: float
     stall_s: float
+    holding_at: float | None = None  # when to give StillWriting, should no sentence have come by then
     _queue: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     _stopped: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,12 +210,18 @@ class StreamedReply:
 
     def parts(self) -> Iterator[ReplyPart]:
         threading.Thread(target=self._read, name="llm-stream", daemon=True).start()
-        reading, spoken, anything = self._reading, False, False
+        reading, spoken, anything, holding_at = self._reading, False, False, self.holding_at
         end_by = min(self.first_deadline + MAX_REPLY_S, time.monotonic() + MAX_REPLY_S)
         try:
             while True:
                 wait = self.first_deadline - time.monotonic() if not spoken else self.stall_s
+                if holding_at is not None:  # only ever before the first sentence
+                    wait = min(wait, holding_at - time.monotonic())
                 item = self._next(min(wait, end_by - time.monotonic()))
+                if item is None and holding_at is not None and time.monotonic() < self.first_deadline:
+                    holding_at = None
+                    yield StillWriting()
+                    continue
                 if item is _STOP:
                     yield Finished("stopped", reading.tokens, len(reading.splitter.pending))
                     return
@@ -227,6 +238,7 @@ class StreamedReply:
                     yield Finished("complete", reading.tokens)
                     return
                 spoken, anything = spoken or isinstance(item, Sentence), True
+                holding_at = None if spoken else holding_at
                 yield item
         finally:
             self._stopped.set()

@@ -19,7 +19,7 @@ def finished_call(**fields) -> CallState:
     state = CallState("v3:a", caller="+13125550111", started_at=STARTED, **fields)
     state.turns = [
         TurnRecord(f"my number is {PHONE}", 0.93, STARTED + 10, 0.8, "continue", f"I have {PHONE}.", STARTED + 10.25,
-                   STARTED + 10.75, sentences=3, output_tokens=21, barged_in=True),
+                   STARTED + 10.75, held_at=STARTED + 10.125, sentences=3, output_tokens=21, barged_in=True),
         TurnRecord("bye", None, STARTED + 20),
     ]
     state.messages = [f"call me back on {PHONE}"]
@@ -37,7 +37,7 @@ def test_record_fields():
     assert record["turns"][0] == {
         "transcript": "my number is [number]", "asr_confidence": 0.93, "brain_confidence": 0.8,
         "action": "continue", "reply": "I have [number].", "response_ms": 250.0,
-        "last_speak_ms": 750.0, "sentences": 3, "output_tokens": 21, "barged_in": True,
+        "last_speak_ms": 750.0, "holding_ms": 125.0, "sentences": 3, "output_tokens": 21, "barged_in": True,
     }
     assert record["turns"][1]["reply"] is None and record["turns"][1]["response_ms"] is None
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from test_dialog import event, greeted_call, speak_ended, transcript
 
-from brains import Decision, Finished, Sentence
+from brains import Decision, Finished, Sentence, StillWriting
+from calls import Phase
 from commands import AskBrain, Hangup, Speak, StartTimer, StopPlayback, Transfer
 from dialog import Policy, cuts_reply, decide
 from events import BrainStreamed
@@ -37,6 +38,24 @@ def test_each_sentence_is_a_numbered_speak_and_nothing_more_until_the_reply_ends
     assert streamed(state, policy, Finished("complete", 12)) == []
     assert state.turns[-1].sentences == 2 and state.turns[-1].output_tokens == 12
     assert state.history[-1].text == "We open at nine. We close at five."
+
+
+def test_a_slow_reply_is_preceded_by_the_holding_phrase_and_numbered_after_it(policy):
+    state = asked(policy)
+    assert streamed(state, policy, StillWriting()) == [Speak(policy.lines["holding"], 2, filler=True)]
+    assert streamed(state, policy, Sentence("We open at nine."), Finished("complete")) == [Speak("We open at nine.", 3)]
+    assert state.speaking == 2 and state.history[-1].text == "We open at nine."
+    assert decide(state, speak_ended(2), policy) == []
+    assert [type(c) for c in decide(state, speak_ended(3), policy)] == [StartTimer]
+
+
+def test_no_holding_phrase_after_a_sentence_or_once_the_call_has_moved_on(policy):
+    state = asked(policy)
+    streamed(state, policy, Sentence("Sure."))
+    assert streamed(state, policy, StillWriting()) == []
+    state = asked(policy)
+    state.phase = Phase.TRANSFERRING
+    assert streamed(state, policy, StillWriting()) == []
 
 
 def test_listening_starts_after_the_last_sentence_and_not_before(policy):

@@ -281,6 +281,72 @@ def test_the_transcript_a_reply_answers_never_stops_it(service, model):
     assert [s.body["payload"] for s in speaks(telnyx)[1:]] == SENTENCES and model.hung_up == []
 
 
+# ---------------------------------------------------------------- the holding phrase (ai.holding_after_s)
+
+
+def test_a_slow_first_sentence_is_preceded_by_the_holding_phrase(make_service, model):
+    receptionist, telnyx = make_service(holding_after_s=0.3)
+    greeted(receptionist)
+    model.enqueue(Stream(REPLY, ttft_s=0.6, tokens_per_s=50))
+    timers = receptionist.scheduler.delays
+    before = len(timers())
+    asked = time.monotonic()
+    deliver(receptionist, said("when can I see the doctor"))
+    reply = speaks(telnyx)[1:]
+    holding = receptionist.policy.lines["holding"]
+    assert [speak.body["payload"] for speak in reply] == [holding, *SENTENCES]
+    assert 0.3 <= reply[0].at - asked < 0.55 and reply[1].at - asked >= 0.6
+    assert [speak.body["client_state"] for speak in reply] == [speech_client_state(n) for n in (2, 3, 4, 5)]
+    for speak in reply:
+        validate_request("speak", speak.body)
+    deliver(receptionist, speak_ended(2), speak_ended(3), speak_ended(4))
+    assert len(timers()) == before  # the holding phrase counts as queued speech: listening waits for the reply
+    deliver(receptionist, speak_ended(5))
+    assert timers()[before:] == [receptionist.policy.silence_timeout_s]
+    assert receptionist.calls.get(CALL).history[-1].text == " ".join(SENTENCES)  # the model's words only
+    (turn,) = log_turns(receptionist)
+    assert turn["sentences"] == 3 and turn["reply"] is not None
+    assert 300 <= turn["holding_ms"] < turn["response_ms"] < turn["last_speak_ms"]
+
+
+def test_a_first_sentence_in_time_gets_no_holding_phrase(make_service, model):
+    receptionist, telnyx = make_service(holding_after_s=0.5)
+    greeted(receptionist)
+    model.enqueue(Stream(REPLY, **PACE))
+    deliver(receptionist, said("when can I see the doctor"))
+    assert [speak.body["payload"] for speak in speaks(telnyx)[1:]] == SENTENCES
+    (turn,) = log_turns(receptionist)
+    assert turn["holding_ms"] is None and turn["response_ms"] is not None
+
+
+def test_barge_in_over_the_holding_phrase_stops_it_and_the_reply_behind_it(make_service, model):
+    receptionist, telnyx = make_service(holding_after_s=0.2)
+    greeted(receptionist)
+    model.enqueue(Stream("We are open every day.", ttft_s=0.8, tokens_per_s=50))
+    sent = len(telnyx.commands)
+    receptionist.accept(said("are you open today"))
+    telnyx.wait_for(sent + 1)
+    assert telnyx.commands[-1].body["payload"] == receptionist.policy.lines["holding"]
+    receptionist.accept(said("I mean tomorrow"))
+    model.wait_for_hang_up(0, timeout_s=2)
+    assert receptionist.queues.wait_idle(5)
+    actions = [command.action for command in telnyx.commands[sent:]]
+    assert actions[:2] == ["speak", "playback_stop"]
+    assert "We are open every day." not in telnyx.spoken()
+    assert model.requests[1]["messages"][-2:] == [{"role": "assistant", "content": "[interrupted]"},
+                                                  {"role": "user", "content": "I mean tomorrow"}]
+
+
+def test_a_model_that_never_answers_gets_the_holding_phrase_then_the_fallback(make_service, model):
+    receptionist, telnyx = make_service(holding_after_s=0.2)
+    greeted(receptionist)
+    model.enqueue(Stream("We are", Stall(3.0), " open.", **PACE))
+    deliver(receptionist, said("are you open"))
+    lines = receptionist.policy.lines
+    assert speaks(telnyx)[1].body["payload"] == lines["holding"]
+    assert speaks(telnyx)[2].body["payload"] == lines["fallback"]
+
+
 def test_barge_in_before_the_first_sentence_drops_the_reply_without_a_fallback(service, model):
     receptionist, telnyx = service
     greeted(receptionist)

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from brains import BrainError, Decision, Finished, Sentence
+from brains import BrainError, Decision, Finished, Sentence, StillWriting
 from brains.llm import OUTPUT_FORMAT
 from brains.streaming import TOOL_GUIDE, StreamingLLMBrain, sse_data
 from config import build_settings
-from fake_openai import HANG, Delay, Raw, Status, Stream, Tool
+from fake_openai import _TOKEN, HANG, Delay, Raw, Status, Stream, Tool
 
 TIMEOUT_S, STALL_S = 1.0, 0.4
 PACE = {"ttft_s": 0.05, "tokens_per_s": 100}
@@ -121,6 +121,36 @@ def test_stop_from_another_thread_ends_the_parts_and_the_connection(fake_model, 
     assert got[:2] == [Sentence("One."), Sentence("Two.")] and len(got) == 3
     assert got[2].ending == "stopped" and got[2].unspoken < len(" Three.")  # what came after "Two." is dropped
     assert fake_model.wait_for_hang_up(0, timeout_s=1) - stopped < 0.1
+
+
+def test_a_first_sentence_slower_than_the_holding_delay_is_announced_once_and_only_before_it(fake_model, make_brain):
+    text = "We open at nine. We close at five."
+    fake_model.enqueue(Stream(text, ttft_s=0.5, tokens_per_s=100))
+    reply = make_brain(ai={"holding_after_s": 0.2}).stream([], "when do you open")
+    started, timed = time.monotonic(), []
+    for part in reply.parts():
+        timed.append((part, time.monotonic() - started))
+    assert [part for part, _ in timed] == [StillWriting(), Sentence("We open at nine."), Sentence("We close at five."),
+                                           Finished("complete", len(_TOKEN.findall(text)))]
+    assert 0.2 <= timed[0][1] < 0.4 and timed[1][1] >= 0.5
+
+
+@pytest.mark.parametrize("holding_s", [0.0, 0.4, TIMEOUT_S, 5.0], ids=["off", "later", "at-deadline", "after"])
+def test_no_holding_part_when_it_is_off_later_than_the_first_sentence_or_past_the_deadline(
+        fake_model, make_brain, holding_s):
+    fake_model.enqueue(Stream("We open at nine.", ttft_s=0.2, tokens_per_s=100))
+    got = parts(make_brain(ai={"holding_after_s": holding_s}))
+    assert got == [Sentence("We open at nine."), Finished("complete", len(_TOKEN.findall("We open at nine.")))]
+
+
+def test_after_the_holding_part_the_first_sentence_deadline_still_holds(fake_model, make_brain):
+    fake_model.enqueue(HANG)
+    reply = make_brain(ai={"holding_after_s": 0.2}).stream([], "hello")
+    started, got = time.monotonic(), []
+    with pytest.raises(BrainError):
+        for part in reply.parts():
+            got.append(part)
+    assert got == [StillWriting()] and TIMEOUT_S - 0.05 < time.monotonic() - started < TIMEOUT_S + 0.5
 
 
 def test_server_sent_events_are_read_as_the_protocol_says():
