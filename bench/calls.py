@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from bench import redisinfo, servers
 from bench.modes import MEMORY, Mode
 from bench.procstat import CpuMeter, MachineShare, taken_cores
+from bench.speed_probe import SpeedProbe
 from bench.stats import percentiles
 from simulator.delivery import DeliveryOptions
 from simulator.load import QUESTIONS, build_report
@@ -119,7 +120,7 @@ def run(load: CallLoad, mode: Mode = MEMORY, *, during=None, env=None, overrides
                 CpuMeter(*server.redis_pids) as redis_cpu, \
                 CpuMeter(os.getpid()) as sim_cpu, servers.LogWatch(server) as service_log, \
                 MachineShare(os.getpid()) as machine, (during(server) if during else ExitStack()), \
-                collector_held():
+                SpeedProbe() as speed, collector_held():
             results, duration_s = place_calls(network, load)
             network.delivery.wait_idle(timeout_s=10)
             server.wait_drained(timeout_s=10)
@@ -127,6 +128,7 @@ def run(load: CallLoad, mode: Mode = MEMORY, *, during=None, env=None, overrides
         run = summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss, sampler, after)
         run["mode"], run["workers"], run["service_log"] = mode.name, mode.workers, service_log.counts
         run["machine_taken_cores"] = taken_cores(machine.figures)
+        run["cpu_probe"] = speed.figures
         if filler is not None:
             run["heard_from_post_ms"] = percentiles(_heard_from_post(results, network))
             run["answer_heard_from_post_ms"] = percentiles(_heard_from_post(results, network, skip=filler))

@@ -114,6 +114,7 @@ def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> di
         "cores": {"service": run.get("service_cores"), "simulator": run.get("simulator_cores"),
                   "model": round(model_cpu.cores_busy, 3)},
         "other_cores": run.get("machine_taken_cores"), "notes": run.get("notes", []),
+        "cpu_probe": run.get("cpu_probe"),
     }
 
 
@@ -130,7 +131,8 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(runs, key=p95)
     middle = ranked[(len(ranked) - 1) // 2]
     return {**middle, "runs": [{"p50": r["service_ms"]["p50"], "p95": r["service_ms"]["p95"], "lost": r["lost"],
-                                "duplicated": r["duplicated"]} for r in runs]}
+                                "duplicated": r["duplicated"], "cpu_probe": r.get("cpu_probe")}
+                               for r in runs]}
 
 
 def holding_line() -> str:
@@ -225,7 +227,7 @@ def render(results: dict) -> str:
     rows = results["rows"]
     head = ["calls", "sentences", "reply", "model needs: nominal, measured p50 / p95 (ms)",
             "first speak p50 / p95 / p99 (ms)", "service adds p50 / p95 (ms)", "goal (≤ +25 ms)",
-            "cores: service / simulator / fake model", "other processes (cores)"]
+            "cores: service / simulator / fake model", "other processes (cores)", "CPU probe median / worst (ms)"]
     body = []
     for row in rows:
         first, added = row["first_speak_ms"], row["service_ms"]
@@ -239,6 +241,7 @@ def render(results: dict) -> str:
             "-" if not row["streamed"] else "met" if goal else "not met" if goal is False else "-",
             _cores(row.get("cores")),
             "-" if row.get("other_cores") is None else f"{row['other_cores']:.2f}",
+            _probe(row.get("cpu_probe")) + _runs_probe(row),
         ])
     return "\n\n".join([
         "## 7. Time to first audio: the LLM's reply streamed against not streamed",
@@ -255,6 +258,20 @@ def _runs(row: dict) -> str:
     if not runs:
         return ""
     return " (runs: " + ", ".join("lost" if r["lost"] or r["duplicated"] else ms(r["p95"]) for r in runs) + ")"
+
+
+def _probe(figures: dict | None) -> str:
+    """The speed probe's figures (bench/speed_probe.py), or "-" for rows measured before it."""
+    if not figures or figures.get("median_ms") is None:
+        return "-"
+    return f"{figures['median_ms']:.1f} / {figures['worst_ms']:.1f}"
+
+
+def _runs_probe(row: dict) -> str:
+    runs = row.get("runs")
+    if not runs or not all((r.get("cpu_probe") or {}).get("median_ms") for r in runs):
+        return ""
+    return " (runs' medians: " + ", ".join(f"{r['cpu_probe']['median_ms']:.1f}" for r in runs) + ")"
 
 
 def _cores(cores: dict | None) -> str:
@@ -289,7 +306,10 @@ def _method(results: dict) -> str:
         "lost and nothing duplicated. "
         "*Cores* is the CPU each side used on average over the run: the service's worker, the simulator (the "
         "fake Telnyx, the carrier, webhook delivery, the callers) and the fake model; the machine has 2. "
-        "*Other processes* is the CPU that processes outside this benchmark took meanwhile (the machine is shared)."
+        "*Other processes* is the CPU that processes outside this benchmark took meanwhile (the machine is shared). "
+        "*CPU probe* is the CPU time of a fixed loop timed once a second through the run (`bench/speed_probe.py`): "
+        "the lower, the faster the CPU ran. This virtual machine's CPU speed moves by up to 45% from one second "
+        "to the next even when idle, and every latency here stretches with it."
         + _earlier_rows(results)
     )
 
