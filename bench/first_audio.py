@@ -101,8 +101,9 @@ def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> di
     answer = {"reply": reply_text(sentences), "action": "continue", "department": None, "confidence": 0.9}
     with ModelProcess(default=answer, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as model:
         with CpuMeter(model.pid) as model_cpu:
+            # The holding phrase off: these rows time the reply's own first speak (the phrase has its own table).
             run = calls.run(load(concurrency, quick), MEMORY, env={"OPENAI_BASE_URL": model.base_url},
-                            overrides={"ai.stream": streamed})
+                            overrides={"ai.stream": streamed, "ai.holding_after_s": 0.0})
         took = percentiles(model_took_ms(model.timelines(), streamed))
     first = run["turn_from_post_ms"]
     return {
