@@ -214,6 +214,8 @@ def summarise(load, network, results, duration_s, service_cpu, sim_cpu, idle_rss
         "webhooks": webhooks,
         "webhooks_per_s": round(webhooks / duration_s, 1),
         "turn_from_post_ms": percentiles(_turns_from_post(results, network)),
+        "turn_from_post_ms_own_clocks": percentiles(_turns_from_post(results, network, wire=False)),
+        "stamp_lag_ms": stamp_lags(network),
         "service_cpu_s": round(service_cpu.cpu_s, 3),
         "service_cores": round(service_cpu.cores_busy, 3),
         "cpu_ms_per_turn": round(service_cpu.cpu_s / max(1, caller_turns) * 1000, 2),
@@ -249,28 +251,40 @@ def _heard_from_post(results: list[ScenarioResult], network: Network, skip: str 
     return latencies
 
 
-def _transcript_posts(network: Network) -> dict[str, list[float]]:
-    """When each call's transcript webhooks were first POSTed (not their retries or duplicates)."""
+def _transcript_posts(network: Network, wire: bool = True) -> dict[str, list[float]]:
+    """When each call's transcript webhooks first left the simulator (not their retries or duplicates): their
+    last byte handed to the kernel (`wire`), or when the simulator's thread started them (its own clock)."""
     posts: dict[str, list[float]] = {}
     for attempt in network.delivery.log.attempts:
         if attempt.event_type == "call.transcription" and attempt.attempt == 1 and not attempt.duplicate:
-            posts.setdefault(attempt.call_control_id, []).append(attempt.started_at)
+            posts.setdefault(attempt.call_control_id, []).append(attempt.left_at if wire else attempt.started_at)
     return posts
 
 
-def _turns_from_post(results: list[ScenarioResult], network: Network) -> list[float]:
-    """From the first POST of each transcript webhook to the first `speak` arriving after it, in ms.
+def _turns_from_post(results: list[ScenarioResult], network: Network, wire: bool = True) -> list[float]:
+    """From each transcript webhook leaving the simulator to the first `speak` reaching the fake Telnyx after
+    it, in ms. `wire`: both ends by when the bytes went and came (simulator/departure.py, simulator/arrival.py);
+    otherwise by when the bench's own threads got to them, which adds their waits for the GIL.
 
     The simulator's own turn latency starts when the transcript is queued for delivery, so it also
     counts time spent in the simulator's delivery pool; this one starts at the wire.
     """
-    posts = _transcript_posts(network)
+    posts = _transcript_posts(network, wire)
     latencies = []
     for result in results:
         cid = result.call.call_control_id
-        speaks = sorted(r.at for r in network.fake.requests_for(cid, action="speak"))
+        speaks = sorted(r.arrived_at if wire else r.at for r in network.fake.requests_for(cid, action="speak"))
         for posted in sorted(posts.get(cid, [])):
             later = [at for at in speaks if at > posted]
             if later:
                 latencies.append((later[0] - posted) * 1000)
     return latencies
+
+
+def stamp_lags(network: Network) -> dict[str, dict]:
+    """How long the bench's own threads took to get to what they time, in ms: a transcript webhook from being
+    started to having left, and a `speak` from reaching the machine to being taken by the fake Telnyx."""
+    webhooks = [(a.left_at - a.started_at) * 1000 for a in network.delivery.log.attempts
+                if a.event_type == "call.transcription" and a.sent_at is not None]
+    speaks = [(r.at - r.arrived_at) * 1000 for r in network.fake.records if r.action == "speak"]
+    return {"webhook_send": percentiles(webhooks), "speak_take": percentiles(speaks)}

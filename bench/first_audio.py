@@ -110,6 +110,7 @@ def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> di
         "concurrency": concurrency, "sentences": sentences, "streamed": streamed,
         "turns": run["caller_turns"], "lost": run["lost"], "duplicated": run["duplicated"],
         "first_speak_ms": first, "model_ms": round(model_ms(sentences, streamed), 1), "model_took_ms": took,
+        "first_speak_ms_own_clocks": run["turn_from_post_ms_own_clocks"], "stamp_lag_ms": run["stamp_lag_ms"],
         "service_ms": {k: _minus(first.get(k), took.get(k)) for k in ("p50", "p95", "p99")},
         "cpu_ms_per_turn": run["cpu_ms_per_turn"], "service_log": run["service_log"],
         "cores": {"service": run.get("service_cores"), "simulator": run.get("simulator_cores"),
@@ -228,7 +229,8 @@ def render(results: dict) -> str:
     rows = results["rows"]
     head = ["calls", "sentences", "reply", "model needs: nominal, measured p50 / p95 (ms)",
             "first speak p50 / p95 / p99 (ms)", "service adds p50 / p95 (ms)", "goal (≤ +25 ms)",
-            "cores: service / simulator / fake model", "other processes (cores)", "CPU probe median / worst (ms)"]
+            "cores: service / simulator / fake model", "other processes (cores)", "CPU probe median / worst (ms)",
+            "by the bench's own clocks: first speak p95 (ms)"]
     body = []
     for row in rows:
         first, added = row["first_speak_ms"], row["service_ms"]
@@ -243,6 +245,7 @@ def render(results: dict) -> str:
             _cores(row.get("cores")),
             "-" if row.get("other_cores") is None else f"{row['other_cores']:.2f}",
             _probe(row.get("cpu_probe")) + _runs_probe(row),
+            _own_clocks(row),
         ])
     return "\n\n".join([
         "## 7. Time to first audio: the LLM's reply streamed against not streamed",
@@ -275,6 +278,15 @@ def _runs_probe(row: dict) -> str:
     return " (runs' medians: " + ", ".join(f"{r['cpu_probe']['median_ms']:.1f}" for r in runs) + ")"
 
 
+def _own_clocks(row: dict) -> str:
+    """What the first speak's p95 would have been by the bench's threads' own clocks, and how late they were."""
+    own, lag = row.get("first_speak_ms_own_clocks"), row.get("stamp_lag_ms")
+    if not own or not lag or not recorded(row):
+        return "-"
+    return (f"{ms(own['p95'])} (threads late p95: webhook sent {ms(lag['webhook_send']['p95'])}, "
+            f"speak taken {ms(lag['speak_take']['p95'])})")
+
+
 def _cores(cores: dict | None) -> str:
     """The cores each side used over the run (average), or "-" for rows measured before they were recorded."""
     if not cores:
@@ -293,7 +305,10 @@ def _method(results: dict) -> str:
         "(a token is a word or up to five characters of one, with its leading space). Replies of 1, 2 and 4 "
         "sentences: " + " ".join(f"“{s}”" for s in results["sentences"]) + " A turn runs from the caller's "
         "final transcript webhook leaving the simulator to the first `speak` reaching the fake Telnyx, the holding "
-        "phrase off (it has its own table below). "
+        "phrase off (it has its own table below). Both ends, and each request's arrival at the fake model, are "
+        "timed at the wire: the webhook when its last byte was handed to the kernel (`simulator/departure.py`), "
+        "a request when the kernel received it (SO_TIMESTAMPNS, `simulator/arrival.py`), not when a thread of the "
+        "busy bench process got round to it; the last column shows what the bench's own clocks would say. "
         "*Model needs* is when the fake has written what the service needs before it can speak: the first "
         "sentence (streamed; nominally its last token is sent at TTFT + (tokens − 1) / rate) or the whole answer "
         "(not streamed; nominally after TTFT + tokens / rate, the JSON around the reply free); *measured* is what "

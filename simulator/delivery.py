@@ -19,6 +19,7 @@ from typing import Literal, get_args
 
 import requests
 
+from simulator import departure
 from simulator.events import WebhookEvent
 from simulator.signing import WebhookSigner
 
@@ -55,6 +56,12 @@ class DeliveryAttempt:
     status: int | None
     duplicate: bool = False
     target: str = ""
+    sent_at: float | None = None  # when its last byte had gone to the kernel (simulator/departure.py); None: never
+
+    @property
+    def left_at(self) -> float:
+        """When the webhook left the simulator: its bytes sent, or (if none went out) when it was started."""
+        return self.started_at if self.sent_at is None else self.sent_at
 
     @property
     def ok(self) -> bool:
@@ -174,6 +181,7 @@ class WebhookDelivery:
 
     def _post(self, event: WebhookEvent, attempt: int, duplicate: bool, target: str) -> DeliveryAttempt:
         body = json.dumps(event.envelope(attempt, target)).encode()
+        departure.forget()
         started = time.monotonic()
         try:
             response = self._session().post(
@@ -183,14 +191,14 @@ class WebhookDelivery:
         except requests.RequestException:
             status = None
         record = DeliveryAttempt(event.event_id, event.event_type, event.call_control_id, attempt, started,
-                                 time.monotonic() - started, status, duplicate, target)
+                                 time.monotonic() - started, status, duplicate, target, departure.last_sent_at())
         self.log.add(event, record)
         return record
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = requests.Session()
+            session = self._local.session = departure.note_sends(requests.Session())
             # Telnyx is not a Python client reading proxy variables and ~/.netrc before each webhook: without
             # this the simulator spends that CPU on every delivery, on the cores the service under test needs.
             session.trust_env = False

@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from simulator import arrival
 from simulator.carrier import Carrier
 from simulator.fake_messaging import MESSAGES_PATH, MESSAGING_ACTION, FakeMessaging, validate_message
 from simulator.faults import AMBIGUOUS, Fault, FaultPlan, http_error
@@ -59,7 +60,7 @@ ERROR_TITLES = {
 class RequestRecord:
     """One request the fake received and how it answered."""
 
-    at: float  # when the request arrived (monotonic)
+    at: float  # when the fake's thread took the request (monotonic)
     call_control_id: str
     action: str
     body: Any
@@ -69,6 +70,9 @@ class RequestRecord:
     fault: str | None = None  # Fault.label of the fault injected, if any
     acted: bool = False  # the command was carried out (even when a fault then spoiled the answer)
     authorization: str = ""
+    # When its bytes had reached the machine: the kernel's stamp on Linux (simulator/arrival.py), else `at`.
+    # Sooner than `at` by however long the fake's thread waited for the GIL; what the bench times against.
+    arrived_at: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -190,9 +194,10 @@ class FakeTelnyx:
 
     # ----- handling ----------------------------------------------------------------------
 
-    def handle(self, path: str, headers: Any, raw_body: bytes) -> Reply:
+    def handle(self, path: str, headers: Any, raw_body: bytes, arrived_at: float | None = None) -> Reply:
         """Decide and record the answer at once; the handler then sends it (late, cut off, ...) as scripted."""
         received_at = time.monotonic()
+        arrived_at = received_at if arrived_at is None else min(arrived_at, received_at)
         match = ACTION_PATH.match(path)
         if path == MESSAGES_PATH:
             call_control_id, action = "", MESSAGING_ACTION
@@ -206,7 +211,7 @@ class FakeTelnyx:
         code = reply.body["errors"][0]["code"] if "errors" in reply.body else None
         label = outcome.fault.label if outcome.fault else None
         record = RequestRecord(received_at, call_control_id, action, outcome.body, reply.status, code,
-                               outcome.deduplicated, label, outcome.acted, authorization)
+                               outcome.deduplicated, label, outcome.acted, authorization, arrived_at)
         with self._lock:
             self.records.append(record)
         reply.delay_s += self.faults_by_action.get(action, self.faults).latency_s
@@ -322,6 +327,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     daemon_threads = True
 
+    def server_bind(self) -> None:
+        super().server_bind()
+        arrival.enable(self.socket)  # requests' arrival by the kernel's clock (simulator/arrival.py)
+
     def handle_error(self, request, client_address) -> None:
         """A service that stops drops its kept-alive connections: normal here, not a traceback in the output."""
         if isinstance(sys.exc_info()[1], ConnectionError):
@@ -330,7 +339,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(arrival.Stamped, BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the real API: the client's connection pool is exercised
         # http.server writes an answer's head and body apart; with Nagle's algorithm on, the body waits for the
         # client's delayed ACK of the head (up to 40 ms on Linux), a delay no real API adds.
@@ -338,7 +347,8 @@ def _handler_for(fake: FakeTelnyx) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:  # noqa: N802 - the name http.server looks for
             length = int(self.headers.get("Content-Length") or 0)
-            reply = fake.handle(self.path, self.headers, self.rfile.read(length))
+            body = self.rfile.read(length)
+            reply = fake.handle(self.path, self.headers, body, arrived_at=self.arrived_at())
             try:
                 self._deliver(reply)
             except OSError:  # the client gave up (timed out) before a slow or trickling answer

@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from simulator import arrival
+
 log = logging.getLogger(__name__)
 
 DEFAULT_REPLY: dict[str, Any] = {
@@ -164,20 +166,21 @@ class _Script:
     ttft_s: float = 0.0
     tokens_per_s: float = 0.0
     hung_up: dict[int, float] = field(default_factory=dict)
-    timelines: dict[int, list[float]] = field(default_factory=dict)  # arrival, then each text token (or answer) sent
+    # Arrival (the kernel's stamp, simulator/arrival.py), then when each text token (or the answer) was sent.
+    timelines: dict[int, list[float]] = field(default_factory=dict)
 
-    def next_behaviour(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+    def next_behaviour(self, body: dict[str, Any], headers: dict[str, str], arrived_at: float) -> tuple[int, Any]:
         """The request's index and what to do with it."""
         with self.lock:
-            index = self.record(body, headers)
+            index = self.record(body, headers, arrived_at)
             if self.queue:
                 return index, self.queue.popleft()
         return index, self._default_behaviour()
 
-    def record(self, body: dict[str, Any], headers: dict[str, str]) -> int:
+    def record(self, body: dict[str, Any], headers: dict[str, str], arrived_at: float) -> int:
         with self.lock:
             index = len(self.requests)
-            self.timelines[index] = [time.monotonic()]
+            self.timelines[index] = [arrived_at]
             self.requests.append(body)
             self.headers.append(headers)
             self.lock.notify_all()
@@ -221,7 +224,7 @@ def error_body(status: Status) -> dict[str, Any]:
     return {"error": {"message": status.message, "type": kind, "param": None, "code": None}}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(arrival.Stamped, BaseHTTPRequestHandler):
     server: _Server
     # Kept-alive connections, as the real API: a stream is sent chunked, so the client's pool reuses the
     # connection afterwards instead of opening one per request.
@@ -239,11 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request"}})
         headers = {k.lower(): v for k, v in self.headers.items()}
-        script = self.server.script
+        script, arrived_at = self.server.script, self.arrived_at()
         if body.get("tools") and not script.tools:  # refused before it takes a scripted behaviour
-            script.record(body, headers)
+            script.record(body, headers, arrived_at)
             return self._send_status(Status(400, "tools are not supported by this model"))
-        self._index, behaviour = script.next_behaviour(body, headers)
+        self._index, behaviour = script.next_behaviour(body, headers, arrived_at)
         with script.lock:
             self._timeline = script.timelines[self._index]
         try:
@@ -465,6 +468,10 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, script: _Script):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.script = script
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        arrival.enable(self.socket)  # requests' arrival by the kernel's clock, for the first-audio bench
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up mid-answer is normal here; keep it out of the test output."""
