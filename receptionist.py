@@ -105,6 +105,9 @@ class Receptionist:
     def shutdown(self) -> None:
         self.deliveries.stop()
         self.store.shutdown()
+        close = getattr(self.runners.brain, "close", None)  # the LLM brain's kept-alive connections to the model
+        if callable(close):
+            close()
 
     # ------------------------------------------------------------ graceful exit (see gunicorn.conf.py)
 

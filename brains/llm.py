@@ -251,6 +251,10 @@ class LLMBrain:
         # would wait on top of the model (measured on the benchmark machine). Taken now, before any call.
         self._client.chat.completions  # noqa: B018 - touched for its side effect
 
+    def close(self) -> None:
+        """Close the connections kept open to the model; the brain answers no more afterwards."""
+        self._client.close()
+
     def reply(self, history: Sequence[Turn], utterance: str) -> BrainReply:
         """Ask the model; BrainError when it fails, is late, or answers out of shape."""
         recent = list(history)[-self._max_history :] if self._max_history else []

@@ -39,7 +39,8 @@ such as `DEFAULT_REPLY`) gets its "reply" as text and its action as a tool call,
 `ttft_s`/`tokens_per_s` (and a paced fake answers a request that does not stream after the time it would
 take to stream the same text: only its "reply" counts, the JSON around it is free). Usage (the output
 token count) comes last when the request asks for it. While streaming, the fake watches its socket: a
-client that closes the connection is recorded in `hung_up` (with the time, `hung_up_at`).
+client that closes the connection is recorded in `hung_up` (with the time, `hung_up_at`). `connections`
+counts the connections clients opened.
 `FakeOpenAI(tools=False)` answers 400 to any request carrying `tools`, like a server without function calling.
 """
 
@@ -166,6 +167,7 @@ class _Script:
     ttft_s: float = 0.0
     tokens_per_s: float = 0.0
     hung_up: dict[int, float] = field(default_factory=dict)
+    connections: int = 0  # TCP connections accepted: a client that reuses its connection opens one
     # Arrival (the kernel's stamp, simulator/arrival.py), then when each text token (or the answer) was sent.
     timelines: dict[int, list[float]] = field(default_factory=dict)
 
@@ -233,6 +235,11 @@ class _Handler(arrival.Stamped, BaseHTTPRequestHandler):
     # Each token is its own small write: with Nagle's algorithm on, one could wait for the client's delayed ACK
     # of the one before (up to 40 ms on Linux), a delay no real model server adds.
     disable_nagle_algorithm = True
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.script.lock:
+            self.server.script.connections += 1
 
     def do_POST(self) -> None:  # noqa: N802 - name fixed by http.server
         if self.path.rstrip("/") != "/v1/chat/completions":
@@ -563,6 +570,12 @@ class FakeOpenAI:
         """Indexes (into `requests`) of the streamed requests whose client closed the connection early."""
         with self._script.lock:
             return sorted(self._script.hung_up)
+
+    @property
+    def connections(self) -> int:
+        """How many connections clients have opened to the fake (one, for a client that reuses its connection)."""
+        with self._script.lock:
+            return self._script.connections
 
     def hung_up_at(self, index: int) -> float | None:
         """When (time.monotonic) the client of request `index` was seen hanging up, if it did."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import threading
 import time
 
 import pytest
 
-from brains import BrainError, Decision, Finished, Sentence, StillWriting
+from brains import BrainError, Decision, Finished, Sentence, StillWriting, streaming
 from brains.llm import OUTPUT_FORMAT
-from brains.streaming import TOOL_GUIDE, StreamingLLMBrain, sse_data
+from brains.streaming import TOOL_GUIDE, StreamingLLMBrain, _Reading, gathered, sse_data
 from config import build_settings
 from fake_openai import _TOKEN, HANG, Delay, Raw, Status, Stream, Tool
 
@@ -151,6 +152,70 @@ def test_after_the_holding_part_the_first_sentence_deadline_still_holds(fake_mod
         for part in reply.parts():
             got.append(part)
     assert got == [StillWriting()] and TIMEOUT_S - 0.05 < time.monotonic() - started < TIMEOUT_S + 0.5
+
+
+def test_replies_one_after_another_share_one_connection(fake_model, make_brain):
+    """Each stream is read to the end of its body, after `data: [DONE]`: otherwise the client cannot put the
+    connection back in its pool, and every turn pays a new connection (with TLS, a new handshake) to the model."""
+    brain = make_brain()
+    for _ in range(4):
+        fake_model.enqueue(Stream("We open at nine. We close at five.", **PACE))
+        assert parts(brain)[-1] == Finished("complete", len(_TOKEN.findall("We open at nine. We close at five.")))
+    assert len(fake_model.requests) == 4 and fake_model.connections == 1 and fake_model.hung_up == []
+
+
+def timed_lines(*lines: tuple[str, float]):
+    """Lines as a stream gives them: each after the wait given beside it (0: already read, in the buffer)."""
+    for line, wait_s in lines:
+        time.sleep(wait_s)
+        yield line
+
+
+def pulls(lines, reading: _Reading, speak_after: str | None = None) -> list[tuple[str, float]]:
+    """Each line with how long the reader took to get it; `reading` has spoken from `speak_after` on."""
+    got, it = [], iter(lines)
+    while True:
+        asked = time.monotonic()
+        line = next(it, None)
+        if line is None:
+            return got
+        got.append((line, time.monotonic() - asked))
+        reading.spoken = reading.spoken or line == speak_after
+
+
+def test_after_a_sentence_the_reader_pauses_after_each_wait_for_the_network(monkeypatch):
+    monkeypatch.setattr(streaming, "GATHER_PAUSE_S", 0.2)
+    reading, stopped = _Reading(), threading.Event()
+    source = timed_lines(("a", 0.02), ("b", 0.0), ("c", 0.02), ("d", 0.02), ("e", 0.0), ("f", 0.0))
+    got = dict(pulls(gathered(source, reading, stopped), reading, speak_after="b"))
+    assert got["b"] < 0.015  # before any sentence: never a pause, however long "a" was waited for
+    assert got["c"] < 0.1  # "b" came from the buffer: no pause after it
+    assert 0.2 <= got["d"] < 0.3  # "c" was waited for: a pause, so what comes meanwhile is read in one go
+    assert 0.2 <= got["e"] < 0.3 and got["f"] < 0.015  # likewise after "d", and none after the buffered "e"
+
+
+def test_a_stop_ends_the_readers_pause_at_once(monkeypatch):
+    monkeypatch.setattr(streaming, "GATHER_PAUSE_S", 5.0)
+    reading, stopped = _Reading(spoken=True), threading.Event()
+    lines = gathered(timed_lines(("a", 0.02), ("b", 0.0)), reading, stopped)
+    assert next(lines) == "a"
+    threading.Timer(0.1, stopped.set).start()
+    asked = time.monotonic()
+    assert next(lines) == "b" and time.monotonic() - asked < 0.5
+
+
+def test_a_later_sentence_goes_out_at_most_the_pause_after_it_was_written(fake_model, make_brain):
+    text = "We open at nine. We close at five. We are closed on Sundays."
+    fake_model.enqueue(Stream(text, ttft_s=0.05, tokens_per_s=40))
+    reply = make_brain().stream([], "when do you open")
+    got = [(part, time.monotonic()) for part in reply.parts()]
+    sentences = [at for part, at in got if isinstance(part, Sentence)]
+    timeline = fake_model.timeline(0)  # arrival, then each token: a sentence is complete with the next one
+    ends = [timeline[len(_TOKEN.findall(text[: text.index(end) + len(end)])) + 1]
+            for end in ("nine.", "five.")]
+    assert len(sentences) == 3
+    assert sentences[0] - ends[0] < 0.05  # the first sentence: no pause before it
+    assert sentences[1] - ends[1] < streaming.GATHER_PAUSE_S + 0.05
 
 
 def test_server_sent_events_are_read_as_the_protocol_says():
