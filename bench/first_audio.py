@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ REPLY_LENGTHS = (1, 2, 4)
 LEVELS = (1, 50, 200)
 GOAL_CALLS = 50  # the concurrency the goal is set at...
 GOAL_RUNS = 3  # ...where each row is measured this many times: one run's p95 moves by 10 ms or more between runs
+# A run during which other processes and the hypervisor (steal) took more than this many cores measured the
+# machine, not the service: it is set aside and the row measured again, up to MAX_RUNS runs in all.
+MAX_TAKEN_CORES = 0.05
+MAX_RUNS = GOAL_RUNS + 3
 # Assumptions for what a caller hears, around what the service and the model take (see the report).
 ASR_FINAL_MS = 300  # Telnyx's speech recognition: end of the caller's speech to the final transcript webhook
 TTS_FIRST_AUDIO_MS = 150  # Telnyx's speech synthesis: speak command to the first audio on the line
@@ -120,6 +125,24 @@ def one_run(concurrency: int, sentences: int, streamed: bool, quick: bool) -> di
     }
 
 
+def quiet(run: dict[str, Any]) -> bool:
+    return (run.get("other_cores") or 0.0) <= MAX_TAKEN_CORES
+
+
+def measured_on_a_quiet_machine(measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """GOAL_RUNS runs during which the machine was quiet (at most MAX_RUNS in all), their median run (below),
+    with the runs set aside kept in `set_aside`. Should the machine never be quiet enough, every run counts."""
+    runs: list[dict[str, Any]] = []
+    while sum(map(quiet, runs)) < GOAL_RUNS and len(runs) < MAX_RUNS:
+        runs.append(measure())
+    kept = [run for run in runs if quiet(run)]
+    if len(kept) < GOAL_RUNS:
+        kept = runs
+    row = median_run(kept)
+    return {**row, "set_aside": [{"p95": r["service_ms"]["p95"], "other_cores": r.get("other_cores")}
+                                 for r in runs if not any(r is k for k in kept)]}
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Of several runs of one row, the one whose service p95 is the median (a run with calls lost or duplicated
     counts as the worst), with every run's service p50 and p95 kept beside it in `runs`."""
@@ -176,8 +199,10 @@ def run(quick: bool = False, log: Callable[[str], None] = print,
     for concurrency in levels:
         for sentences in lengths:
             for streamed in (True, False):
-                runs = GOAL_RUNS if concurrency == GOAL_CALLS and not quick else 1
-                row = median_run([one_run(concurrency, sentences, streamed, quick) for _ in range(runs)])
+                if concurrency == GOAL_CALLS and not quick:
+                    row = measured_on_a_quiet_machine(partial(one_run, concurrency, sentences, streamed, quick))
+                else:
+                    row = one_run(concurrency, sentences, streamed, quick)
                 log(f"  first audio: {concurrency:3} calls, {sentences} sentence(s), "
                     f"{'streamed' if streamed else 'whole   '}: first speak p50/p95 "
                     f"{ms(row['first_speak_ms']['p50'])} / {ms(row['first_speak_ms']['p95'])} ms "
@@ -257,11 +282,14 @@ def render(results: dict) -> str:
 
 
 def _runs(row: dict) -> str:
-    """A row measured several times: every run's service p95, the shown run's among them."""
+    """A row measured several times: every run's service p95, the shown run's among them, and the runs set
+    aside because the machine was busy."""
     runs = row.get("runs")
     if not runs:
         return ""
-    return " (runs: " + ", ".join("lost" if r["lost"] or r["duplicated"] else ms(r["p95"]) for r in runs) + ")"
+    aside = "".join(f"; set aside: {ms(r['p95'])} while {r['other_cores']:.2f} cores were taken"
+                    for r in row.get("set_aside", []))
+    return " (runs: " + ", ".join("lost" if r["lost"] or r["duplicated"] else ms(r["p95"]) for r in runs) + aside + ")"
 
 
 def _probe(figures: dict | None) -> str:
@@ -319,8 +347,10 @@ def _method(results: dict) -> str:
         "(3 at 1 call) and a goodbye; the assistant's speech plays at 2x real time (5x at 1 call), which does "
         f"not change the first speak. At {GOAL_CALLS} calls each row is measured {GOAL_RUNS} times, as the p95 of "
         "one run moves by 10 ms or more from run to run on this machine: the row shows the run whose *service "
-        "adds* p95 is the median, and *runs* lists every run's p95. A row's latencies count only if no call was "
-        "lost and nothing duplicated. "
+        "adds* p95 is the median, and *runs* lists every run's p95. A run during which other processes and the "
+        f"hypervisor took more than {MAX_TAKEN_CORES:g} cores (*other processes*, steal included) measured the "
+        f"machine rather than the service: it is set aside, shown as such, and the row measured again ({MAX_RUNS} "
+        "runs at most). A row's latencies count only if no call was lost and nothing duplicated. "
         "*Cores* is the CPU each side used on average over the run: the service's worker, the simulator (the "
         "fake Telnyx, the carrier, webhook delivery, the callers) and the fake model; the machine has 2. "
         "*Other processes* is the CPU that processes outside this benchmark took meanwhile (the machine is shared). "
