@@ -44,9 +44,10 @@ COMPLETIONS_PATH = "/chat/completions"  # under the client's base URL, as the SD
 TOOLS_REFUSED = frozenset({400, 404, 422})  # what a server without function calling answers to `tools`
 # Once a sentence has gone, the caller has a second or more of speech to listen to, and the rest of the reply is
 # read in gulps instead of a token at a time: after each wait for the network the reader pauses this long, so
-# the tokens written meanwhile come in one read. Waking once per token is what a stream costs: a 4-sentence
-# reply at 40 tokens a second took 22 ms of CPU to read token by token, 12 ms with this pause (the benchmark
-# machine). Every later sentence still goes out as soon as it is read, at most this much after it was written.
+# the tokens written meanwhile come in one read. Waking once per token is what a stream costs: reading a
+# 4-sentence reply at 40 tokens a second took 22 ms of CPU token by token, 12 ms with such a pause after every
+# wait (the benchmark machine). A later sentence still goes out as soon as it is read, at most this much after
+# it was written.
 GATHER_PAUSE_S = 0.1
 MAX_TRAILING_LINES = 8  # read after `data: [DONE]` for the body's end (normally none: only its last, empty chunk)
 WAITED_S = 0.002  # a line that took longer than this to come was waited for, not already read and buffered
@@ -324,7 +325,10 @@ def _failure(item: Any) -> BrainError:
 
 def gathered(lines: Iterator[str], reading: _Reading, stopped: threading.Event) -> Iterator[str]:
     """The stream's lines; once `reading` has given a sentence, a pause of GATHER_PAUSE_S after each line that
-    had to be waited for (a stop ends the pause at once)."""
+    had to be waited for (a stop ends the pause at once). A pause that ends late, by more than its own length,
+    is the last: the worker is too busy to wake the reader in time, every wake of it costs a wait behind the
+    others, and the tokens pile up between reads anyway."""
+    pausing = True
     while True:
         asked = time.monotonic()
         line = next(lines, None)
@@ -332,8 +336,10 @@ def gathered(lines: Iterator[str], reading: _Reading, stopped: threading.Event) 
             return
         waited = time.monotonic() - asked > WAITED_S
         yield line  # read and queued by the caller before any pause
-        if waited and reading.spoken:
+        if pausing and waited and reading.spoken:
+            paused = time.monotonic()
             stopped.wait(GATHER_PAUSE_S)
+            pausing = time.monotonic() - paused < 2 * GATHER_PAUSE_S
 
 
 def sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:

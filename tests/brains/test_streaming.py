@@ -20,15 +20,20 @@ PACE = {"ttft_s": 0.05, "tokens_per_s": 100}
 
 @pytest.fixture
 def make_brain(fake_model, raw_config):
+    made: list[StreamingLLMBrain] = []
+
     def make(**raw_changes) -> StreamingLLMBrain:
         raw = copy.deepcopy(raw_config)
         raw["webhook"]["verify_signatures"] = False
         raw["ai"].update({"stream": True, "timeout_s": TIMEOUT_S, "stall_timeout_s": STALL_S})
         for section, values in raw_changes.items():
             raw[section] = {**raw[section], **values} if isinstance(values, dict) else values
-        return StreamingLLMBrain(build_settings(raw, {"OPENAI_BASE_URL": fake_model.base_url}))
+        made.append(StreamingLLMBrain(build_settings(raw, {"OPENAI_BASE_URL": fake_model.base_url})))
+        return made[-1]
 
-    return make
+    yield make
+    for brain in made:  # their kept-alive connections to the fake
+        brain.close()
 
 
 def parts(brain: StreamingLLMBrain, utterance: str = "are you open on saturday") -> list:
@@ -192,6 +197,28 @@ def test_after_a_sentence_the_reader_pauses_after_each_wait_for_the_network(monk
     assert got["c"] < 0.1  # "b" came from the buffer: no pause after it
     assert 0.2 <= got["d"] < 0.3  # "c" was waited for: a pause, so what comes meanwhile is read in one go
     assert 0.2 <= got["e"] < 0.3 and got["f"] < 0.015  # likewise after "d", and none after the buffered "e"
+
+
+class LateWake(threading.Event):
+    """An event whose timed waits end `late_s` after they should: a worker too busy to wake its threads in time."""
+
+    def __init__(self, late_s: float):
+        super().__init__()
+        self.late_s, self.waits = late_s, 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        time.sleep((timeout or 0) + self.late_s)
+        return self.is_set()
+
+
+@pytest.mark.parametrize(("late_s", "waits"), [(0.0, 3), (0.25, 1)], ids=["on-time", "late"])
+def test_a_pause_that_ends_late_is_the_last(monkeypatch, late_s, waits):
+    monkeypatch.setattr(streaming, "GATHER_PAUSE_S", 0.1)
+    reading, stopped = _Reading(spoken=True), LateWake(late_s)
+    lines = timed_lines(("a", 0.02), ("b", 0.02), ("c", 0.02), ("d", 0.0))
+    assert list(gathered(lines, reading, stopped)) == ["a", "b", "c", "d"]
+    assert stopped.waits == waits  # on time: after each waited line; late: once, then the reader reads at once
 
 
 def test_a_stop_ends_the_readers_pause_at_once(monkeypatch):
