@@ -46,12 +46,16 @@ class Handler(arrival.Stamped, BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - the name http.server looks for
         self.rfile.read(int(self.headers["Content-Length"]))
         self.server.seen.append((self.arrived_at(), time.monotonic()))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        answer_empty(self)
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def answer_empty(handler: BaseHTTPRequestHandler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
 
 
 @pytest.fixture
@@ -129,12 +133,9 @@ class SlowAnswer(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers["Content-Length"]))
         time.sleep(LATE_S)  # the service takes its time to answer: the webhook had left long before
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        answer_empty(self)
 
-    def log_message(self, *args: object) -> None:
-        pass
+    log_message = Handler.log_message
 
 
 @pytest.fixture
