@@ -167,14 +167,20 @@ def test_the_note_is_per_thread(slow_service):
     assert departure.last_sent_at() is None  # another thread's request
 
 
-def test_each_delivery_attempt_records_when_its_webhook_left(slow_service):
-    delivery = WebhookDelivery(slow_service, WebhookSigner.generate(), DeliveryOptions(workers=2))
+def one_attempt(url: str, options: DeliveryOptions):
+    """Deliver one webhook to `url` and return the delivery's only attempt."""
+    delivery = WebhookDelivery(url, WebhookSigner.generate(), options)
     try:
-        delivery.deliver(WebhookEvent("call.initiated", {"call_control_id": "v3:left"}))
+        delivery.deliver(WebhookEvent("call.initiated", {"call_control_id": "v3:wire"}))
         assert delivery.wait_idle(timeout_s=5)
     finally:
         delivery.close()
     (attempt,) = delivery.log.attempts
+    return attempt
+
+
+def test_each_delivery_attempt_records_when_its_webhook_left(slow_service):
+    attempt = one_attempt(slow_service, DeliveryOptions(workers=2))
     assert attempt.ok and attempt.sent_at is not None
     assert attempt.started_at < attempt.left_at == attempt.sent_at
     assert attempt.sent_at <= attempt.started_at + attempt.latency_s - LATE_S + 0.02
@@ -183,14 +189,7 @@ def test_each_delivery_attempt_records_when_its_webhook_left(slow_service):
 def test_an_attempt_that_never_went_out_left_when_it_started():
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-    delivery = WebhookDelivery(f"http://127.0.0.1:{port}/webhooks", WebhookSigner.generate(),
-                               DeliveryOptions(workers=1, max_attempts=1))
-    try:
-        delivery.deliver(WebhookEvent("call.initiated", {"call_control_id": "v3:none"}))
-        assert delivery.wait_idle(timeout_s=5)
-    finally:
-        delivery.close()
-    (attempt,) = delivery.log.attempts
+    attempt = one_attempt(f"http://127.0.0.1:{port}/webhooks", DeliveryOptions(workers=1, max_attempts=1))
     assert attempt.status is None and attempt.sent_at is None and attempt.left_at == attempt.started_at
 
 
