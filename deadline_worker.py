@@ -31,6 +31,8 @@ import resource
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
+import no_wait_checks
+
 # A webhook is a few KiB sent at once; Telnyx gives up on an answer after 2 s anyway.
 BODY_DEADLINE_S = 5.0
 # Read no more than this of a body when the app sets no limit of its own.
@@ -68,6 +70,10 @@ class DeadlineWorker(GeventWorker):
         """Every connection waiting for a request head times out now (quietly: its own Timeout is raised)."""
         for greenlet, timeout in list(self._waiting.items()):
             greenlet.kill(timeout, block=False)
+
+    def patch(self) -> None:
+        super().patch()
+        no_wait_checks.install()
 
     def init_process(self) -> None:
         raise_open_files_limit(self.cfg.worker_connections + SPARE_DESCRIPTORS, self.log)
