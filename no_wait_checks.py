@@ -46,7 +46,7 @@ class _Poll:
         self._cooperative.unregister(fd)
 
     def poll(self, timeout=None):
-        if timeout is not None and timeout == 0:
+        if timeout == 0:
             return self._now.poll(0)
         return self._cooperative.poll(timeout)
 
